@@ -1,0 +1,116 @@
+//! Messages between the router, the webhook actors and the recorder.
+
+use std::sync::Arc;
+
+use actix::Message;
+use chrono::{DateTime, Utc};
+
+use super::status::HealthView;
+use crate::db::models::{DeliveryOutcome, NewAttemptRow};
+use crate::domain::Webhook;
+
+/// A delivery a webhook actor owes an attempt.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// The delivery (same id on every attempt).
+    pub delivery_id: String,
+    /// Its event.
+    pub event_id: String,
+    /// Its event type.
+    pub event_type: String,
+    /// The exact body.
+    pub payload: Arc<str>,
+    /// Attempts already made.
+    pub attempts_made: u32,
+    /// Not before this time (a waiting retry).
+    pub due: Option<DateTime<Utc>>,
+}
+
+/// New deliveries for webhooks, just committed by the intake (or re-opened by the API).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Dispatch {
+    /// (webhook id, job) pairs in acceptance order.
+    pub jobs: Vec<(i64, Job)>,
+    /// True for deliveries that may sit below the actor's cursor (a retry of an old delivery).
+    pub force: bool,
+}
+
+/// Jobs for one webhook actor.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Enqueue {
+    /// In acceptance order.
+    pub jobs: Vec<Job>,
+    /// Keep in memory even beyond the window (see [`Dispatch::force`]).
+    pub force: bool,
+}
+
+/// A webhook was created or changed; answers once the router's registry and actor reflect it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Upsert(pub Arc<Webhook>);
+
+/// A webhook was deleted; its actor stops sending before this answers.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Remove(pub i64);
+
+/// The actor's new settings.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Configure(pub Arc<Webhook>);
+
+/// Stop for good (webhook deleted).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Retire;
+
+/// A receiver answered 410: the router disables the webhook in the database and registry.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct DisabledByReceiver {
+    /// The webhook.
+    pub webhook_id: i64,
+    /// Why, for `disabled_reason`.
+    pub reason: String,
+}
+
+/// Stop starting attempts (shutdown); answers the number still in flight.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct Drain;
+
+/// Health of webhooks (all when `ids` is None).
+#[derive(Message)]
+#[rtype(result = "Vec<HealthView>")]
+pub struct HealthOf {
+    /// Which webhooks.
+    pub ids: Vec<i64>,
+}
+
+/// One attempt's outcome for the recorder.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The attempt row (None when only the delivery changes, e.g. a cancellation).
+    pub attempt: Option<NewAttemptRow>,
+    /// The delivery's new state.
+    pub delivery_id: String,
+    /// What lands on the delivery row.
+    pub update: DeliveryOutcome,
+}
+
+/// Outcomes to write (batched by the recorder).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Record(pub Outcome);
+
+/// Write everything handed so far; answers when it is durable.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Flush;
+
+/// Test-only fault injection: the named webhook's actor panics on its next attempt.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct InjectPanic(pub i64);

@@ -1,0 +1,147 @@
+//! The in-memory registry of webhooks, indexed by (tenant, event type); the router keeps it in step
+//! with the database and the intake reads it to find where an event goes.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use super::status::WebhookStatus;
+use crate::domain::Webhook;
+
+/// Shared handle: the router writes, the intake and the health API read.
+pub type SharedRegistry = Arc<RwLock<Registry>>;
+
+/// Webhooks by id and by (tenant, event type).
+#[derive(Default)]
+pub struct Registry {
+    webhooks: HashMap<i64, Arc<Webhook>>,
+    by_route: HashMap<(String, String), Vec<i64>>,
+    statuses: HashMap<i64, Arc<WebhookStatus>>,
+}
+
+impl Registry {
+    /// Adds or replaces a webhook; returns its status cell (kept across updates and actor restarts).
+    pub fn upsert(&mut self, webhook: Arc<Webhook>) -> Arc<WebhookStatus> {
+        self.unindex(webhook.id);
+        let route = (webhook.tenant_id.clone(), webhook.event_type.clone());
+        let ids = self.by_route.entry(route).or_default();
+        ids.push(webhook.id);
+        ids.sort_unstable();
+        let id = webhook.id;
+        self.webhooks.insert(id, webhook);
+        self.statuses.entry(id).or_insert_with(|| Arc::new(WebhookStatus::default())).clone()
+    }
+
+    /// Forgets a webhook.
+    pub fn remove(&mut self, id: i64) {
+        self.unindex(id);
+        self.webhooks.remove(&id);
+        self.statuses.remove(&id);
+    }
+
+    fn unindex(&mut self, id: i64) {
+        if let Some(old) = self.webhooks.get(&id) {
+            let route = (old.tenant_id.clone(), old.event_type.clone());
+            if let Some(ids) = self.by_route.get_mut(&route) {
+                ids.retain(|x| *x != id);
+                if ids.is_empty() {
+                    self.by_route.remove(&route);
+                }
+            }
+        }
+    }
+
+    /// The enabled webhooks an event goes to (exact type or `*`), in id order.
+    pub fn matching(&self, tenant_id: &str, event_type: &str) -> Vec<Arc<Webhook>> {
+        let mut out = Vec::new();
+        for ty in [event_type, "*"] {
+            let key = (tenant_id.to_string(), ty.to_string());
+            if let Some(ids) = self.by_route.get(&key) {
+                out.extend(ids.iter().filter_map(|id| self.webhooks.get(id)).filter(|w| w.enabled).cloned());
+            }
+            if event_type == "*" {
+                break;
+            }
+        }
+        out.sort_by_key(|w| w.id);
+        out
+    }
+
+    /// One webhook.
+    pub fn get(&self, id: i64) -> Option<Arc<Webhook>> {
+        self.webhooks.get(&id).cloned()
+    }
+
+    /// One webhook's status cell.
+    pub fn status(&self, id: i64) -> Option<Arc<WebhookStatus>> {
+        self.statuses.get(&id).cloned()
+    }
+
+    /// Every webhook, or a tenant's, in id order.
+    pub fn all(&self, tenant_id: Option<&str>) -> Vec<Arc<Webhook>> {
+        let mut out: Vec<_> =
+            self.webhooks.values().filter(|w| tenant_id.is_none_or(|t| w.tenant_id == t)).cloned().collect();
+        out.sort_by_key(|w| w.id);
+        out
+    }
+
+    /// Number of webhooks whose breaker is open.
+    pub fn open_circuits(&self) -> usize {
+        self.statuses.values().filter(|s| s.circuit_is_open()).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{BreakerSettings, RetryConfig};
+    use chrono::Utc;
+
+    fn hook(id: i64, tenant: &str, ty: &str, enabled: bool) -> Arc<Webhook> {
+        Arc::new(Webhook {
+            id,
+            name: "n".into(),
+            tenant_id: tenant.into(),
+            event_type: ty.into(),
+            url: "http://x/".into(),
+            secret: "s".into(),
+            enabled,
+            headers: Default::default(),
+            retry: RetryConfig::default(),
+            rate_limit: None,
+            breaker: BreakerSettings::default(),
+            timeout_ms: 1000,
+            ordered: false,
+            disabled_reason: None,
+            previous_secrets: vec![],
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+            created_by: None,
+            updated_by: None,
+        })
+    }
+
+    #[test]
+    fn matches_exact_and_wildcard_within_the_tenant() {
+        let mut r = Registry::default();
+        r.upsert(hook(1, "a", "claim/opened", true));
+        r.upsert(hook(2, "a", "*", true));
+        r.upsert(hook(3, "b", "claim/opened", true));
+        r.upsert(hook(4, "a", "claim/opened", false));
+        let ids: Vec<i64> = r.matching("a", "claim/opened").iter().map(|w| w.id).collect();
+        assert_eq!(ids, vec![1, 2]);
+        let ids: Vec<i64> = r.matching("a", "policy/bound").iter().map(|w| w.id).collect();
+        assert_eq!(ids, vec![2]);
+    }
+
+    #[test]
+    fn update_moves_the_route_and_remove_forgets() {
+        let mut r = Registry::default();
+        let s1 = r.upsert(hook(1, "a", "x", true));
+        let s2 = r.upsert(hook(1, "a", "y", true));
+        assert!(Arc::ptr_eq(&s1, &s2), "status survives updates");
+        assert!(r.matching("a", "x").is_empty());
+        assert_eq!(r.matching("a", "y").len(), 1);
+        r.remove(1);
+        assert!(r.matching("a", "y").is_empty());
+    }
+}

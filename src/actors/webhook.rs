@@ -1,0 +1,515 @@
+//! `WebhookActor`: one per registration. Owns the webhook's queue window, rate limiter, circuit
+//! breaker, retry timers and HTTP client; a thin shell over the pure pieces in [`crate::delivery`].
+//!
+//! Memory stays bounded: at most `window` deliveries live here (queued, waiting for a retry or in
+//! flight); the rest wait in the database and are paged in by delivery id (acceptance order) as the
+//! window drains. Everything here can be rebuilt from the database, which is what a restart does.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::num::NonZeroU32;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use chrono::{DateTime, Utc};
+use futures::FutureExt;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+
+use super::messages::*;
+use super::status::{ActorState, WebhookStatus};
+use super::WebhookDeps;
+use crate::db::models::{DeliveryOutcome, DeliveryRow, NewAttemptRow};
+use crate::delivery::breaker::{BreakerConfig, CircuitBreaker, CircuitState};
+use crate::delivery::retry::{decide, random_jitter, RetryDecision, RetryPolicy};
+use crate::delivery::sender::{self, AttemptResult, Outgoing};
+use crate::domain::Webhook;
+
+/// The actor of one webhook.
+pub struct WebhookActor {
+    webhook: Arc<Webhook>,
+    deps: Arc<WebhookDeps>,
+    /// Where a 410 is reported, so that the registry stops matching this webhook.
+    router: Recipient<DisabledByReceiver>,
+    status: Arc<WebhookStatus>,
+    client: Option<reqwest::Client>,
+    limiter: Option<DefaultDirectRateLimiter>,
+    breaker: CircuitBreaker,
+    /// Due now, in acceptance order.
+    ready: VecDeque<Job>,
+    /// Waiting for a retry, by due time.
+    waiting: BTreeMap<(DateTime<Utc>, String), Job>,
+    /// Ids of every delivery held here (ready, waiting, in flight).
+    known: HashSet<String>,
+    in_flight: HashSet<String>,
+    /// Highest delivery id taken from the database or the router; paging continues after it.
+    cursor: Option<String>,
+    /// The database may hold deliveries of this webhook that are not in memory.
+    backlog: bool,
+    loading: bool,
+    /// Deliveries arrived during a load; load again afterwards.
+    load_again: bool,
+    wake: Option<(DateTime<Utc>, SpawnHandle)>,
+    draining: bool,
+    retired: bool,
+    panic_next: bool,
+}
+
+impl WebhookActor {
+    /// An actor for `webhook`; `backlog` says whether the database may already hold deliveries for it.
+    pub fn new(
+        webhook: Arc<Webhook>,
+        deps: Arc<WebhookDeps>,
+        router: Recipient<DisabledByReceiver>,
+        status: Arc<WebhookStatus>,
+        backlog: bool,
+    ) -> Self {
+        let breaker = CircuitBreaker::new(breaker_config(&webhook));
+        let limiter = build_limiter(&webhook);
+        Self {
+            webhook,
+            deps,
+            router,
+            status,
+            client: None,
+            limiter,
+            breaker,
+            ready: VecDeque::new(),
+            waiting: BTreeMap::new(),
+            known: HashSet::new(),
+            in_flight: HashSet::new(),
+            cursor: None,
+            backlog,
+            loading: false,
+            load_again: false,
+            wake: None,
+            draining: false,
+            retired: false,
+            panic_next: false,
+        }
+    }
+
+    fn held(&self) -> usize {
+        self.ready.len() + self.waiting.len() + self.in_flight.len()
+    }
+
+    fn max_in_flight(&self) -> usize {
+        if self.webhook.ordered {
+            1
+        } else {
+            self.deps.tuning.max_in_flight
+        }
+    }
+
+    /// Runs `f`, turning a panic into a stop, which the Supervisor answers with a restart
+    /// (actix alone would kill the actor for good: STACK.md).
+    fn guarded(&mut self, ctx: &mut Context<Self>, f: impl FnOnce(&mut Self, &mut Context<Self>)) {
+        if std::panic::catch_unwind(AssertUnwindSafe(|| f(self, ctx))).is_err() {
+            tracing::error!(webhook_id = self.webhook.id, "webhook actor panicked; restarting");
+            ctx.stop();
+        }
+    }
+
+    /// Starts every attempt that may start now, then arranges to be woken for the next one.
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        if self.retired || self.draining {
+            return;
+        }
+        let now = Utc::now();
+        self.promote_due(now);
+        let mut next_wake: Option<Duration> = self.waiting.keys().next().map(|(due, _)| until(now, *due));
+        if self.webhook.enabled {
+            if let Some(wait) = self.start_ready(now, ctx) {
+                next_wake = Some(next_wake.map_or(wait, |w| w.min(wait)));
+            }
+        }
+        if let Some(delay) = next_wake {
+            self.schedule_wake(now, delay, ctx);
+        }
+        self.page_in_if_needed(ctx);
+        self.status.set_in_flight(self.in_flight.len());
+        self.status.set_circuit(&self.breaker);
+    }
+
+    /// Starts attempts from `ready`; returns how long to wait when something other than
+    /// an empty queue stopped it (breaker, rate limit, recorder backpressure).
+    fn start_ready(&mut self, now: DateTime<Utc>, ctx: &mut Context<Self>) -> Option<Duration> {
+        while self.in_flight.len() < self.max_in_flight() && !self.ready.is_empty() {
+            if self.webhook.ordered && !self.waiting.is_empty() {
+                return None; // the head waits for its retry; nothing overtakes it
+            }
+            if self.deps.recorder_pending.load(Ordering::Relaxed) > super::recorder::HIGH_WATER {
+                return Some(Duration::from_millis(20));
+            }
+            if !self.breaker.try_acquire(now) {
+                return Some(self.breaker.wait_time(now).unwrap_or(Duration::from_millis(50)));
+            }
+            if let Some(limiter) = &self.limiter {
+                if let Err(not_until) = limiter.check() {
+                    if self.breaker.state() == CircuitState::HalfOpen {
+                        self.breaker.release_probe();
+                    }
+                    return Some(not_until.wait_time_from(DefaultClock::default().now()));
+                }
+            }
+            if let Some(job) = self.ready.pop_front() {
+                self.start_attempt(job, ctx);
+            }
+        }
+        None
+    }
+
+    fn promote_due(&mut self, now: DateTime<Utc>) {
+        let due: Vec<_> = self.waiting.range(..(now, String::from("\u{10FFFF}"))).map(|(k, _)| k.clone()).collect();
+        for key in due.into_iter().rev() {
+            if let Some(job) = self.waiting.remove(&key) {
+                // A retry goes before newer deliveries: for an ordered webhook it is the head.
+                self.ready.push_front(job);
+            }
+        }
+    }
+
+    fn schedule_wake(&mut self, now: DateTime<Utc>, delay: Duration, ctx: &mut Context<Self>) {
+        let at = now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::zero());
+        if let Some((existing, handle)) = &self.wake {
+            if *existing <= at {
+                return;
+            }
+            ctx.cancel_future(*handle);
+        }
+        let handle = ctx.run_later(delay, |act, ctx| {
+            act.wake = None;
+            act.guarded(ctx, |a, c| a.pump(c));
+        });
+        self.wake = Some((at, handle));
+    }
+
+    fn start_attempt(&mut self, job: Job, ctx: &mut Context<Self>) {
+        if self.panic_next {
+            self.panic_next = false;
+            panic!("injected fault in webhook actor {}", self.webhook.id);
+        }
+        let client = match self.client() {
+            Ok(c) => c,
+            Err(e) => {
+                let result = AttemptResult {
+                    status: None,
+                    body: None,
+                    error: Some(format!("HTTP client: {e}")),
+                    retry_after: None,
+                    duration: Duration::ZERO,
+                };
+                self.in_flight.insert(job.delivery_id.clone());
+                return self.finish(job, result, ctx);
+            }
+        };
+        self.in_flight.insert(job.delivery_id.clone());
+        let webhook = self.webhook.clone();
+        let policy = self.deps.policy.clone();
+        let out = Outgoing { delivery_id: job.delivery_id.clone(), event_type: job.event_type.clone(), payload: job.payload.clone() };
+        let attempt = async move { sender::send(client, &policy, &webhook, &out).await };
+        ctx.spawn(AssertUnwindSafe(attempt).catch_unwind().into_actor(self).map(move |res, act, ctx| match res {
+            Ok(result) => act.guarded(ctx, |a, c| {
+                a.finish(job, result, c);
+                a.pump(c);
+            }),
+            Err(_) => ctx.stop(),
+        }));
+    }
+
+    fn client(&mut self) -> reqwest::Result<reqwest::Client> {
+        if let Some(c) = &self.client {
+            return Ok(c.clone());
+        }
+        let c = sender::build_client(self.deps.policy.clone(), &self.deps.tls)?;
+        self.client = Some(c.clone());
+        Ok(c)
+    }
+
+    /// Turns an attempt's result into the delivery's next state, and hands it to the recorder.
+    fn finish(&mut self, mut job: Job, result: AttemptResult, ctx: &mut Context<Self>) {
+        let now = Utc::now();
+        let tracked = self.in_flight.remove(&job.delivery_id);
+        let attempt_number = job.attempts_made + 1;
+        let latency_ms = u64::try_from(result.duration.as_millis()).unwrap_or(u64::MAX);
+        let success = result.is_success();
+        let deps = self.deps.clone();
+        let m = &deps.metrics;
+        m.attempts.with_label_values(&[if success { "success" } else { "failure" }]).inc();
+        m.attempt_duration.with_label_values(&[] as &[&str]).observe(result.duration.as_secs_f64());
+        self.status.attempt(now, latency_ms, if success { None } else { result.error.as_deref().or(Some("failed")) });
+
+        let (status, next_at) = if success {
+            self.breaker.on_success(now);
+            ("success", None)
+        } else if result.is_gone() {
+            self.disable_after_gone(now, ctx);
+            ("failed", None)
+        } else {
+            self.breaker.on_failure(now);
+            let policy = RetryPolicy { max_attempts: self.webhook.retry.max_attempts, backoff_ms: self.webhook.retry.backoff_ms };
+            match decide(&policy, attempt_number, result.retry_after, random_jitter()) {
+                RetryDecision::Retry(delay) => ("retrying", Some(now + chrono::Duration::from_std(delay).unwrap_or_default())),
+                RetryDecision::GiveUp => ("failed", None),
+            }
+        };
+        if status != "retrying" {
+            self.status.finished(success);
+            m.deliveries.with_label_values(&[status]).inc();
+        }
+        let outcome = Outcome {
+            attempt: Some(NewAttemptRow {
+                delivery_id: job.delivery_id.clone(),
+                webhook_id: self.webhook.id,
+                attempt_number: i64::from(attempt_number),
+                status_code: result.status.map(i64::from),
+                error_message: result.error.clone(),
+                response_body: result.body.clone(),
+                duration_ms: i64::try_from(latency_ms).unwrap_or(i64::MAX),
+                attempted_at: now.naive_utc(),
+            }),
+            delivery_id: job.delivery_id.clone(),
+            update: DeliveryOutcome {
+                status: status.to_string(),
+                status_code: result.status.map(i64::from),
+                response_body: result.body,
+                error_message: result.error,
+                attempt_number: i64::from(attempt_number),
+                next_attempt_at: next_at.map(|t| t.naive_utc()),
+                updated_at: now.naive_utc(),
+                delivered_at: success.then(|| now.naive_utc()),
+            },
+        };
+        self.deps.recorder.do_send(Record(outcome));
+        if !tracked {
+            return; // an attempt started before a restart; the reloaded copy carries on
+        }
+        match next_at {
+            Some(due) => {
+                job.attempts_made = attempt_number;
+                job.due = Some(due);
+                self.waiting.insert((due, job.delivery_id.clone()), job);
+            }
+            None => {
+                self.known.remove(&job.delivery_id);
+            }
+        }
+    }
+
+    fn disable_after_gone(&mut self, now: DateTime<Utc>, _ctx: &mut Context<Self>) {
+        let reason = format!("receiver answered 410 Gone at {}", now.to_rfc3339());
+        let mut w = (*self.webhook).clone();
+        w.enabled = false;
+        w.disabled_reason = Some(reason.clone());
+        self.webhook = Arc::new(w);
+        self.router.do_send(DisabledByReceiver { webhook_id: self.webhook.id, reason });
+    }
+
+    fn accept(&mut self, job: Job) {
+        if self.known.insert(job.delivery_id.clone()) {
+            match job.due {
+                Some(due) if due > Utc::now() => {
+                    self.waiting.insert((due, job.delivery_id.clone()), job);
+                }
+                _ => self.ready.push_back(job),
+            }
+        }
+    }
+
+    fn page_in_if_needed(&mut self, ctx: &mut Context<Self>) {
+        let window = self.deps.tuning.window;
+        if !self.backlog || self.loading || self.retired || self.held() > window / 2 {
+            return;
+        }
+        self.loading = true;
+        self.load_again = false;
+        let limit = (window - self.held()).max(1) as i64;
+        let db = self.deps.db.clone();
+        let id = self.webhook.id;
+        let cursor = self.cursor.clone();
+        // Spawned as its own task: a query is never dropped half-way (STACK.md).
+        let task = tokio::spawn(async move {
+            let mut conn = db.read().await.map_err(|e| e.to_string())?;
+            crate::db::store::deliveries::load_open(&mut conn, id, cursor.as_deref(), limit)
+                .await
+                .map_err(|e| e.to_string())
+        });
+        ctx.spawn(task.into_actor(self).map(move |res, act, ctx| {
+            act.loading = false;
+            match res {
+                Ok(Ok(rows)) => act.guarded(ctx, |a, c| {
+                    a.take_loaded(rows, limit);
+                    a.pump(c);
+                }),
+                other => {
+                    tracing::warn!(webhook_id = act.webhook.id, error = ?other.err(), "paging in deliveries failed; retrying");
+                    ctx.run_later(Duration::from_secs(1), |a, c| a.guarded(c, |a, c| a.pump(c)));
+                }
+            }
+        }));
+    }
+
+    fn take_loaded(&mut self, rows: Vec<(DeliveryRow, Option<String>)>, limit: i64) {
+        let full_page = rows.len() as i64 >= limit;
+        for (row, payload) in rows {
+            self.cursor = Some(row.delivery_id.clone());
+            let Some(payload) = payload else {
+                self.fail_without_payload(&row);
+                continue;
+            };
+            let due = if row.status == "retrying" { row.next_attempt_at.map(crate::domain::utc) } else { None };
+            self.accept(Job {
+                delivery_id: row.delivery_id,
+                event_id: row.event_id,
+                event_type: row.event_type,
+                payload: Arc::from(payload),
+                attempts_made: u32::try_from(row.attempt_number).unwrap_or(0),
+                due,
+            });
+        }
+        self.backlog = full_page || self.load_again;
+    }
+
+    fn fail_without_payload(&mut self, row: &DeliveryRow) {
+        let now = Utc::now().naive_utc();
+        self.deps.recorder.do_send(Record(Outcome {
+            attempt: None,
+            delivery_id: row.delivery_id.clone(),
+            update: DeliveryOutcome {
+                status: "failed".into(),
+                status_code: None,
+                response_body: None,
+                error_message: Some("event payload not found".into()),
+                attempt_number: row.attempt_number,
+                next_attempt_at: None,
+                updated_at: now,
+                delivered_at: None,
+            },
+        }));
+    }
+
+    fn reset(&mut self) {
+        self.ready.clear();
+        self.waiting.clear();
+        self.known.clear();
+        self.in_flight.clear();
+        self.cursor = None;
+        self.backlog = true;
+        self.loading = false;
+        self.load_again = false;
+        self.wake = None;
+        self.client = None;
+    }
+}
+
+fn until(now: DateTime<Utc>, due: DateTime<Utc>) -> Duration {
+    (due - now).to_std().unwrap_or(Duration::ZERO)
+}
+
+fn breaker_config(w: &Webhook) -> BreakerConfig {
+    BreakerConfig { failure_threshold: w.breaker.failure_threshold, cooldown: Duration::from_millis(w.breaker.cooldown_ms) }
+}
+
+fn build_limiter(w: &Webhook) -> Option<DefaultDirectRateLimiter> {
+    let rl = w.rate_limit?;
+    let per_second = NonZeroU32::new(rl.per_second)?;
+    let burst = NonZeroU32::new(rl.burst).unwrap_or(per_second);
+    Some(RateLimiter::direct(Quota::per_second(per_second).allow_burst(burst)))
+}
+
+impl Actor for WebhookActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.status.set_actor(ActorState::Running);
+        self.guarded(ctx, |a, c| a.pump(c));
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        if self.retired {
+            self.status.set_actor(ActorState::Stopped);
+        }
+    }
+}
+
+impl Supervised for WebhookActor {
+    fn restarting(&mut self, _: &mut Self::Context) {
+        self.status.restarted();
+        self.deps.metrics.actor_restarts.inc();
+        self.reset();
+    }
+}
+
+impl Handler<Enqueue> for WebhookActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Enqueue, ctx: &mut Self::Context) {
+        if self.retired {
+            return;
+        }
+        for job in msg.jobs {
+            if msg.force {
+                self.accept(job);
+                continue;
+            }
+            if self.backlog || self.loading || self.held() >= self.deps.tuning.window {
+                // It is in the database; paging will bring it in, in order.
+                self.backlog = true;
+                if self.loading {
+                    self.load_again = true;
+                }
+                continue;
+            }
+            if self.cursor.as_deref().is_none_or(|c| c < job.delivery_id.as_str()) {
+                self.cursor = Some(job.delivery_id.clone());
+            }
+            self.accept(job);
+        }
+        self.guarded(ctx, |a, c| a.pump(c));
+    }
+}
+
+impl Handler<Configure> for WebhookActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Configure, ctx: &mut Self::Context) {
+        let new = msg.0;
+        if new.rate_limit != self.webhook.rate_limit {
+            self.limiter = build_limiter(&new);
+        }
+        self.breaker.set_config(breaker_config(&new));
+        self.webhook = new;
+        self.guarded(ctx, |a, c| a.pump(c));
+    }
+}
+
+impl Handler<Retire> for WebhookActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Retire, ctx: &mut Self::Context) {
+        self.retired = true;
+        self.ready.clear();
+        self.waiting.clear();
+        self.known.clear();
+        ctx.stop();
+    }
+}
+
+impl Handler<Drain> for WebhookActor {
+    type Result = usize;
+
+    fn handle(&mut self, _: Drain, _: &mut Self::Context) -> usize {
+        self.draining = true;
+        self.in_flight.len()
+    }
+}
+
+impl Handler<InjectPanic> for WebhookActor {
+    type Result = ();
+
+    fn handle(&mut self, _: InjectPanic, _: &mut Self::Context) {
+        self.panic_next = true;
+    }
+}

@@ -1,0 +1,115 @@
+//! Reading requests defensively: JSON bodies (415/413/400/422) and query parameters (400).
+
+use std::collections::HashMap;
+
+use actix_web::{web, HttpRequest};
+use futures::StreamExt;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::error::{ApiError, ApiResult};
+
+/// Reads a JSON body: `Content-Type` must be JSON, the size within `limit`, the bytes valid JSON.
+pub async fn read_json(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> ApiResult<Value> {
+    let ct = req.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if mime != "application/json" && !(mime.starts_with("application/") && mime.ends_with("+json")) {
+        return Err(ApiError::unsupported_media());
+    }
+    if let Some(len) = req.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok()) {
+        if len > limit {
+            return Err(ApiError::too_large(limit));
+        }
+    }
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("could not read body: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::too_large(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    if body.is_empty() {
+        return Err(ApiError::bad_request("request body is empty; expected JSON"));
+    }
+    // serde_json refuses nesting deeper than 128 levels, so hostile depth is a 400, not a stack overflow.
+    serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))
+}
+
+/// Deserializes a parsed body into `T`; a wrong type is a 422 naming the field.
+pub fn from_value<T: DeserializeOwned>(value: Value, prefix: &str) -> ApiResult<T> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let field = match (prefix.is_empty(), path.as_str()) {
+            (_, ".") if !prefix.is_empty() => prefix.to_string(),
+            (true, _) => path.clone(),
+            (false, _) => format!("{prefix}.{path}"),
+        };
+        let field = if field == "." { "body".to_string() } else { field };
+        ApiError::validation(field, clean_serde_message(&e.inner().to_string()))
+    })
+}
+
+fn clean_serde_message(m: &str) -> String {
+    // serde_json appends " at line X column Y", meaningless once the body was parsed.
+    match m.find(" at line ") {
+        Some(i) => m[..i].to_string(),
+        None => m.to_string(),
+    }
+}
+
+/// Query parameters, each allowed name at most once.
+pub struct Query {
+    values: HashMap<String, String>,
+}
+
+impl Query {
+    /// Parses the query string, refusing names outside `allowed`.
+    pub fn parse(req: &HttpRequest, allowed: &[&str]) -> ApiResult<Self> {
+        let mut values = HashMap::new();
+        for (k, v) in url::form_urlencoded::parse(req.query_string().as_bytes()) {
+            if !allowed.contains(&k.as_ref()) {
+                return Err(ApiError::bad_param(&k, format!("unknown query parameter; allowed: {}", allowed.join(", "))));
+            }
+            values.insert(k.into_owned(), v.into_owned());
+        }
+        Ok(Self { values })
+    }
+
+    /// A string parameter.
+    pub fn str(&self, name: &str) -> Option<&str> {
+        self.values.get(name).map(String::as_str)
+    }
+
+    /// An integer parameter.
+    pub fn int(&self, name: &str) -> ApiResult<Option<i64>> {
+        self.str(name)
+            .map(|v| v.parse::<i64>().map_err(|_| ApiError::bad_param(name, format!("`{v}` is not an integer"))))
+            .transpose()
+    }
+
+    /// A boolean parameter (`true` or `false`).
+    pub fn bool(&self, name: &str) -> ApiResult<Option<bool>> {
+        self.str(name)
+            .map(|v| match v {
+                "true" => Ok(true),
+                "false" => Ok(false),
+                _ => Err(ApiError::bad_param(name, format!("`{v}` is not true or false"))),
+            })
+            .transpose()
+    }
+
+    /// `limit`: 1–1000, default 100.
+    pub fn limit(&self) -> ApiResult<i64> {
+        match self.int("limit")? {
+            None => Ok(100),
+            Some(n) if (1..=1000).contains(&n) => Ok(n),
+            Some(_) => Err(ApiError::bad_param("limit", "must be between 1 and 1000")),
+        }
+    }
+}
+
+/// A numeric path id; anything else is a 400.
+pub fn path_id(raw: &str, what: &str) -> ApiResult<i64> {
+    raw.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| ApiError::bad_param(what, format!("`{raw}` is not an id")))
+}

@@ -1,0 +1,232 @@
+//! Publishing: `POST /api/events`, `/api/inngest` and the Inngest event API form `/e/{key}` (§2.2).
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::auth::{self, Publisher};
+use super::body::{from_value, read_json};
+use super::error::{ApiError, ApiResult};
+use super::{validate, AppState};
+use crate::intake::NewEvent;
+
+/// Most events in one request.
+pub const MAX_BATCH: usize = 1000;
+
+/// Routes of this resource.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/api/events").route(web::post().to(publish_api)))
+        .service(web::resource("/api/inngest").route(web::post().to(publish_api)))
+        .service(web::resource("/e/{key}").route(web::post().to(publish_inngest)));
+}
+
+/// One event as published (the Inngest `name` is accepted for `event`).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct EventInput {
+    pub event: Option<String>,
+    pub name: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub data: Option<Value>,
+    #[schema(value_type = Option<Object>)]
+    pub user: Option<Value>,
+    /// Idempotency key: the same tenant and id within 24 h is delivered once.
+    pub id: Option<String>,
+    /// Milliseconds since the epoch.
+    pub ts: Option<i64>,
+    /// RFC 3339.
+    pub timestamp: Option<String>,
+}
+
+/// What receivers get, in this field order.
+#[derive(Serialize)]
+struct Payload<'a> {
+    id: &'a str,
+    event: &'a str,
+    data: &'a Value,
+    user: &'a Value,
+    timestamp: String,
+}
+
+/// Builds an event and its exact payload.
+pub fn build_event(
+    event_type: &str,
+    tenant_id: &str,
+    data: &Value,
+    user: &Value,
+    idempotency_key: Option<String>,
+    at: DateTime<Utc>,
+    only_webhook: Option<i64>,
+) -> NewEvent {
+    let event_id = Uuid::now_v7().to_string();
+    let payload = serde_json::to_string(&Payload {
+        id: &event_id,
+        event: event_type,
+        data,
+        user,
+        timestamp: at.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+    })
+    .unwrap_or_default();
+    NewEvent {
+        event_id,
+        tenant_id: tenant_id.to_string(),
+        event_type: event_type.to_string(),
+        idempotency_key,
+        payload,
+        accepted_at: Utc::now(),
+        only_webhook,
+    }
+}
+
+/// Validates one event; `at` prefixes field names in a batch.
+fn parse_one(raw: Value, at: &str, header_tenant: Option<&str>, publisher: &Publisher) -> ApiResult<NewEvent> {
+    if !raw.is_object() {
+        let field = if at.is_empty() { "body" } else { at.trim_end_matches('.') };
+        return Err(ApiError::validation(field, "must be an event object"));
+    }
+    let input: EventInput = from_value(raw, at.trim_end_matches('.'))?;
+    let f = |name: &str| format!("{at}{name}");
+    let name = input.event.or(input.name).ok_or_else(|| ApiError::validation(f("event"), "is required"))?;
+    validate::event_name(&name).map_err(|m| ApiError::validation(f("event"), m))?;
+    let data = input.data.unwrap_or_else(|| json!({}));
+    if !data.is_object() {
+        return Err(ApiError::validation(f("data"), "must be an object"));
+    }
+    let tenant = match data.get("tenantId") {
+        Some(Value::String(t)) => t.clone(),
+        Some(Value::Null) | None => header_tenant
+            .map(str::to_string)
+            .or_else(|| publisher.tenant.clone())
+            .ok_or_else(|| ApiError::validation(f("data.tenantId"), "is required (or send X-Tenant-ID)"))?,
+        Some(_) => return Err(ApiError::validation(f("data.tenantId"), "must be a string")),
+    };
+    validate::tenant_id(&tenant).map_err(|m| ApiError::validation(f("data.tenantId"), m))?;
+    if publisher.tenant.as_deref().is_some_and(|t| t != tenant) {
+        return Err(ApiError::forbidden(format!("this key cannot publish for tenant {tenant}")));
+    }
+    let user = input.user.unwrap_or_else(|| json!({}));
+    if !(user.is_object() || user.is_null()) {
+        return Err(ApiError::validation(f("user"), "must be an object"));
+    }
+    if let Some(id) = &input.id {
+        if id.is_empty() || id.chars().count() > 256 {
+            return Err(ApiError::validation(f("id"), "must be 1–256 characters"));
+        }
+    }
+    let at_time = event_time(input.ts, input.timestamp.as_deref(), &f)?;
+    Ok(build_event(&name, &tenant, &data, &user, input.id, at_time, None))
+}
+
+fn event_time(ts: Option<i64>, timestamp: Option<&str>, f: &dyn Fn(&str) -> String) -> ApiResult<DateTime<Utc>> {
+    if let Some(s) = timestamp {
+        return DateTime::parse_from_rfc3339(s)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|_| ApiError::validation(f("timestamp"), "must be an RFC 3339 date-time"));
+    }
+    if let Some(ms) = ts {
+        return Utc.timestamp_millis_opt(ms).single().ok_or_else(|| ApiError::validation(f("ts"), "must be milliseconds since the epoch"));
+    }
+    Ok(Utc::now())
+}
+
+/// Validates a request body: one event or an array of up to [`MAX_BATCH`], all or nothing.
+fn parse_events(body: Value, header_tenant: Option<&str>, publisher: &Publisher) -> ApiResult<Vec<NewEvent>> {
+    match body {
+        Value::Array(items) => {
+            if items.is_empty() {
+                return Err(ApiError::validation("body", "expected at least one event"));
+            }
+            if items.len() > MAX_BATCH {
+                return Err(ApiError::validation("body", format!("at most {MAX_BATCH} events per request")));
+            }
+            items
+                .into_iter()
+                .enumerate()
+                .map(|(i, e)| {
+                    parse_one(e, &format!("[{i}]."), header_tenant, publisher).map_err(|mut err| {
+                        err.message = format!("event {i}: {}", err.message);
+                        err
+                    })
+                })
+                .collect()
+        }
+        other => Ok(vec![parse_one(other, "", header_tenant, publisher)?]),
+    }
+}
+
+async fn accept(req: &HttpRequest, st: &AppState, payload: web::Payload, path_key: Option<&str>) -> ApiResult<crate::intake::Accepted> {
+    if st.draining.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err(ApiError::unavailable("shutting down; publish again to another node or later"));
+    }
+    let publisher = auth::publisher(req, st, path_key).await?;
+    let header_tenant = auth::tenant_header(req)?;
+    if let (Some(bound), Some(h)) = (&publisher.tenant, &header_tenant) {
+        if bound != h {
+            return Err(ApiError::forbidden("this key belongs to another tenant"));
+        }
+    }
+    let body = read_json(req, payload, st.config.max_body_bytes).await?;
+    let events = parse_events(body, header_tenant.as_deref(), &publisher)?;
+    st.intake.publish(events).await.map_err(|e| ApiError::unavailable(e.to_string()))
+}
+
+async fn publish_api(req: HttpRequest, st: web::Data<AppState>, payload: web::Payload) -> ApiResult<HttpResponse> {
+    let a = accept(&req, &st, payload, None).await?;
+    Ok(HttpResponse::Accepted().json(json!({ "ids": a.ids, "deliveries": a.delivery_ids.len() })))
+}
+
+/// The Inngest event API answers 200 with `"status": 200`; the JS SDK checks for it.
+async fn publish_inngest(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    key: web::Path<String>,
+    payload: web::Payload,
+) -> ApiResult<HttpResponse> {
+    let a = accept(&req, &st, payload, Some(&key)).await?;
+    Ok(HttpResponse::Ok().json(json!({ "ids": a.ids, "status": 200 })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open() -> Publisher {
+        Publisher { tenant: None }
+    }
+
+    #[test]
+    fn payload_has_the_contract_shape() {
+        let e = build_event("claim/opened", "t1", &json!({"a": 1}), &json!({}), None, Utc.timestamp_opt(1_760_000_000, 0).unwrap(), None);
+        let v: Value = serde_json::from_str(&e.payload).unwrap();
+        assert_eq!(v["event"], "claim/opened");
+        assert_eq!(v["id"], e.event_id);
+        assert_eq!(v["timestamp"], "2025-10-09T08:53:20Z");
+        assert!(e.payload.starts_with("{\"id\":"));
+    }
+
+    #[test]
+    fn tenant_comes_from_data_then_header() {
+        let ev = parse_events(json!({"name": "a/b", "data": {"tenantId": "t1"}}), Some("t2"), &open()).unwrap();
+        assert_eq!(ev[0].tenant_id, "t1");
+        let ev = parse_events(json!({"event": "a/b"}), Some("t2"), &open()).unwrap();
+        assert_eq!(ev[0].tenant_id, "t2");
+        let err = parse_events(json!({"event": "a/b"}), None, &open()).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("data.tenantId"));
+    }
+
+    #[test]
+    fn a_batch_names_the_bad_index() {
+        let err = parse_events(json!([{"event": "a", "data": {"tenantId": "t"}}, {"data": {"tenantId": "t"}}]), None, &open()).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("[1].event"));
+        assert!(err.message.contains("event 1"));
+    }
+
+    #[test]
+    fn bound_keys_cannot_publish_for_others() {
+        let p = Publisher { tenant: Some("t1".into()) };
+        let err = parse_events(json!({"event": "a", "data": {"tenantId": "t2"}}), None, &p).unwrap_err();
+        assert_eq!(err.status, actix_web::http::StatusCode::FORBIDDEN);
+    }
+}

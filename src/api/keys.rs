@@ -1,0 +1,103 @@
+//! `/api/keys`: tenant API keys, managed by the global admin only.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::auth::{self, hash_key};
+use super::body::{from_value, read_json};
+use super::error::{ApiError, ApiResult};
+use super::{validate, AppState};
+use crate::db::models::ApiKeyRow;
+use crate::db::store::keys as store;
+use crate::domain::utc;
+
+/// Routes of this resource.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/api/keys").route(web::get().to(list)).route(web::post().to(create)))
+        .service(web::resource("/api/keys/{key_id}").route(web::delete().to(revoke)));
+}
+
+/// Body of `POST /api/keys`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct KeyInput {
+    pub tenant_id: Option<String>,
+    /// `admin` or `publisher`.
+    pub role: Option<String>,
+    pub name: Option<String>,
+}
+
+/// A key as listed (its value is never shown again after creation).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyView {
+    pub key_id: String,
+    pub tenant_id: String,
+    pub role: String,
+    pub name: String,
+    pub created_at: chrono::DateTime<Utc>,
+    /// Only in the response of `POST /api/keys`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+impl From<ApiKeyRow> for KeyView {
+    fn from(r: ApiKeyRow) -> Self {
+        Self { key_id: r.key_id, tenant_id: r.tenant_id, role: r.role, name: r.name, created_at: utc(r.created_at), key: None }
+    }
+}
+
+/// A new key: `bk_` and 32 bytes from the OS CSPRNG.
+fn new_key() -> String {
+    let mut raw = [0u8; 32];
+    getrandom::fill(&mut raw).expect("OS random source");
+    format!("bk_{}", URL_SAFE_NO_PAD.encode(raw))
+}
+
+async fn create(req: HttpRequest, st: web::Data<AppState>, payload: web::Payload) -> ApiResult<HttpResponse> {
+    auth::admin(&req, &st).await?.require_global()?;
+    let input: KeyInput = from_value(read_json(&req, payload, st.config.max_body_bytes).await?, "")?;
+    let tenant = input.tenant_id.ok_or_else(|| ApiError::validation("tenant_id", "is required"))?;
+    validate::tenant_id(&tenant).map_err(|m| ApiError::validation("tenant_id", m))?;
+    let role = input.role.ok_or_else(|| ApiError::validation("role", "is required"))?;
+    if role != "admin" && role != "publisher" {
+        return Err(ApiError::validation("role", "must be admin or publisher"));
+    }
+    let name = input.name.unwrap_or_else(|| role.clone());
+    validate::webhook_name(&name).map_err(|m| ApiError::validation("name", m))?;
+    let key = new_key();
+    let row = ApiKeyRow {
+        key_id: Uuid::now_v7().to_string(),
+        tenant_id: tenant,
+        role,
+        name,
+        key_hash: hash_key(&key),
+        created_at: Utc::now().naive_utc(),
+        revoked_at: None,
+    };
+    let mut conn = st.db.write().await?;
+    store::insert_key(&mut conn, &row).await?;
+    let mut view = KeyView::from(row);
+    view.key = Some(key);
+    Ok(HttpResponse::Created().json(view))
+}
+
+async fn list(req: HttpRequest, st: web::Data<AppState>) -> ApiResult<HttpResponse> {
+    auth::admin(&req, &st).await?.require_global()?;
+    let mut conn = st.db.read().await?;
+    let keys: Vec<KeyView> = store::list_keys(&mut conn).await?.into_iter().map(KeyView::from).collect();
+    Ok(HttpResponse::Ok().json(json!({ "keys": keys })))
+}
+
+async fn revoke(req: HttpRequest, st: web::Data<AppState>, key_id: web::Path<String>) -> ApiResult<HttpResponse> {
+    auth::admin(&req, &st).await?.require_global()?;
+    let mut conn = st.db.write().await?;
+    if !store::revoke_key(&mut conn, &key_id, Utc::now().naive_utc()).await? {
+        return Err(ApiError::not_found(format!("key {key_id} not found")));
+    }
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,198 @@
+//! Validated runtime configuration, built once from the command line and environment.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::cli::Settings;
+use crate::delivery::ssrf::{parse_cidrs, TargetPolicy};
+
+/// Errors that stop the program before it starts serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// `BEEMA_LISTEN` is not `host:port`.
+    #[error("BEEMA_LISTEN: `{0}` is not an address like 127.0.0.1:3000")]
+    Listen(String),
+    /// `DATABASE_URL` names neither SQLite nor PostgreSQL.
+    #[error("DATABASE_URL: `{0}` must start with sqlite:// or postgres://")]
+    DatabaseUrl(String),
+    /// A token is missing while listening beyond loopback.
+    #[error("refusing to listen on non-loopback {addr} without {missing}: set it, or listen on 127.0.0.1")]
+    OpenOnNetwork {
+        /// The listen address.
+        addr: SocketAddr,
+        /// The unset settings.
+        missing: String,
+    },
+    /// `BEEMA_ALLOWED_TARGET_CIDRS` does not parse.
+    #[error("BEEMA_ALLOWED_TARGET_CIDRS: {0}")]
+    Cidrs(String),
+    /// `BEEMA_LOG_FORMAT` is not `text` or `json`.
+    #[error("BEEMA_LOG_FORMAT: `{0}` must be text or json")]
+    LogFormat(String),
+    /// `BEEMA_MAX_BODY_BYTES` is zero.
+    #[error("BEEMA_MAX_BODY_BYTES must be at least 1")]
+    MaxBody,
+}
+
+/// Which database backs the dispatcher.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// An embedded SQLite file at this path.
+    Sqlite(String),
+    /// A PostgreSQL connection URL.
+    Postgres(String),
+}
+
+impl DatabaseUrl {
+    /// Parses `sqlite://PATH`, `sqlite:PATH` or `postgres(ql)://...`.
+    pub fn parse(raw: &str) -> Result<Self, ConfigError> {
+        if let Some(path) = raw.strip_prefix("sqlite://").or_else(|| raw.strip_prefix("sqlite:")) {
+            if path.is_empty() {
+                return Err(ConfigError::DatabaseUrl(raw.to_string()));
+            }
+            return Ok(Self::Sqlite(path.to_string()));
+        }
+        if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
+            return Ok(Self::Postgres(raw.to_string()));
+        }
+        Err(ConfigError::DatabaseUrl(raw.to_string()))
+    }
+}
+
+/// Runtime knobs that the contract does not expose; tests shrink them.
+#[derive(Debug, Clone)]
+pub struct Tuning {
+    /// Most deliveries one webhook actor keeps in memory; the rest wait in the database.
+    pub window: usize,
+    /// Most concurrent requests to one (unordered) webhook.
+    pub max_in_flight: usize,
+    /// Longest wait for in-flight attempts at shutdown.
+    pub drain_timeout: Duration,
+    /// How long the recorder waits to fill a batch.
+    pub recorder_flush_every: Duration,
+    /// Largest recorder batch.
+    pub recorder_batch: usize,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Self {
+            window: 1000,
+            max_in_flight: 32,
+            drain_timeout: Duration::from_secs(10),
+            recorder_flush_every: Duration::from_millis(5),
+            recorder_batch: 512,
+        }
+    }
+}
+
+/// The validated configuration shared by every part of the server.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// HTTP listen address.
+    pub listen: SocketAddr,
+    /// The database.
+    pub database: DatabaseUrl,
+    /// Global admin bearer token.
+    pub admin_token: Option<String>,
+    /// Publisher key.
+    pub event_key: Option<String>,
+    /// Which delivery targets are allowed.
+    pub targets: TargetPolicy,
+    /// Secret-at-rest key material.
+    pub secret_key: Option<String>,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+    /// `json` logs instead of text.
+    pub json_logs: bool,
+    /// Internal knobs.
+    pub tuning: Tuning,
+}
+
+impl Config {
+    /// Validates settings from the command line and environment.
+    pub fn from_settings(s: &Settings) -> Result<Self, ConfigError> {
+        let listen: SocketAddr = s.listen.parse().map_err(|_| ConfigError::Listen(s.listen.clone()))?;
+        let database = DatabaseUrl::parse(&s.database_url)?;
+        let allowed_cidrs = match &s.allowed_target_cidrs {
+            Some(raw) => parse_cidrs(raw).map_err(ConfigError::Cidrs)?,
+            None => Vec::new(),
+        };
+        let json_logs = match s.log_format.as_str() {
+            "text" | "" => false,
+            "json" => true,
+            other => return Err(ConfigError::LogFormat(other.to_string())),
+        };
+        if s.max_body_bytes == 0 {
+            return Err(ConfigError::MaxBody);
+        }
+        let config = Self {
+            listen,
+            database,
+            admin_token: s.admin_token.clone().filter(|t| !t.is_empty()),
+            event_key: s.event_key.clone().filter(|t| !t.is_empty()),
+            targets: TargetPolicy { allow_private: s.allow_private_targets, allowed_cidrs },
+            secret_key: s.secret_key.clone().filter(|t| !t.is_empty()),
+            max_body_bytes: s.max_body_bytes,
+            json_logs,
+            tuning: Tuning::default(),
+        };
+        config.check_exposure()?;
+        Ok(config)
+    }
+
+    /// An open admin API or ingest is only allowed while nothing beyond this host can reach it.
+    fn check_exposure(&self) -> Result<(), ConfigError> {
+        if self.listen.ip().is_loopback() {
+            return Ok(());
+        }
+        let mut missing = Vec::new();
+        if self.admin_token.is_none() {
+            missing.push("BEEMA_ADMIN_TOKEN");
+        }
+        if self.event_key.is_none() {
+            missing.push("BEEMA_EVENT_KEY");
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(ConfigError::OpenOnNetwork { addr: self.listen, missing: missing.join(" and ") })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn settings(args: &[&str]) -> Settings {
+        let mut all = vec!["beema-webhooks"];
+        all.extend_from_slice(args);
+        crate::cli::Cli::parse_from(all).settings
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = Config::from_settings(&settings(&["--database-url", "sqlite://a.db"])).unwrap();
+        assert_eq!(c.database, DatabaseUrl::Sqlite("a.db".into()));
+        assert_eq!(c.max_body_bytes, 1_048_576);
+    }
+
+    #[test]
+    fn non_loopback_without_tokens_is_refused() {
+        let err = Config::from_settings(&settings(&["--listen", "0.0.0.0:3000", "--database-url", "sqlite://a.db"]))
+            .unwrap_err();
+        assert!(err.to_string().contains("BEEMA_ADMIN_TOKEN"));
+        let ok = Config::from_settings(&settings(&[
+            "--listen", "0.0.0.0:3000", "--admin-token", "a", "--event-key", "b", "--database-url", "sqlite://a.db",
+        ]));
+        assert!(ok.is_ok());
+    }
+
+    #[test]
+    fn bad_urls_are_refused() {
+        assert!(DatabaseUrl::parse("mysql://x").is_err());
+        assert!(DatabaseUrl::parse("sqlite://").is_err());
+        assert!(matches!(DatabaseUrl::parse("postgres://u@h/db"), Ok(DatabaseUrl::Postgres(_))));
+    }
+}

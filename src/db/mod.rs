@@ -1,0 +1,176 @@
+//! Storage: one diesel-async query layer over SQLite and PostgreSQL.
+//!
+//! [`DbPool`] hands out a [`DbConn`], an enum over both backends; [`with_conn!`] runs the same diesel
+//! query on whichever arm is live, so a query is written once. SQLite gets one writer connection
+//! (SQLite serialises writers anyway; one connection means no `SQLITE_BUSY` on lock upgrades) and a
+//! few readers, all in WAL mode.
+
+pub mod models;
+pub mod schema;
+pub mod store;
+
+use std::time::Duration;
+
+use diesel::{Connection, SqliteConnection};
+use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use futures::FutureExt;
+
+use crate::config::DatabaseUrl;
+
+/// The async SQLite connection: a sync diesel connection run on tokio's blocking pool.
+pub type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// Pragmas for every SQLite connection. `synchronous=FULL`: a 202 means the event survives a power
+/// cut, not only a process crash; group commit keeps the fsync cost per request small.
+const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+     PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;";
+
+/// Runs `$body` with `$c` bound to the live backend's connection (`&mut` to it).
+#[macro_export]
+macro_rules! with_conn {
+    ($conn:expr, $c:ident => $body:expr) => {
+        match $conn {
+            $crate::db::DbConn::Sqlite(obj) => {
+                let $c: &mut $crate::db::SqliteConn = &mut *obj;
+                $body
+            }
+            $crate::db::DbConn::Pg(obj) => {
+                let $c: &mut diesel_async::AsyncPgConnection = &mut *obj;
+                $body
+            }
+        }
+    };
+}
+
+/// A pooled connection to either backend.
+pub enum DbConn {
+    /// SQLite.
+    Sqlite(Object<SqliteConn>),
+    /// PostgreSQL.
+    Pg(Object<AsyncPgConnection>),
+}
+
+impl DbConn {
+    /// True on PostgreSQL (for the few queries whose SQL differs).
+    pub fn is_pg(&self) -> bool {
+        matches!(self, DbConn::Pg(_))
+    }
+}
+
+/// Errors from taking a connection out of the pool.
+#[derive(Debug, thiserror::Error)]
+#[error("database unavailable: {0}")]
+pub struct PoolError(pub String);
+
+/// Connection pools over the configured backend.
+#[derive(Clone)]
+pub enum DbPool {
+    /// SQLite: one writer, several readers.
+    Sqlite {
+        /// The only connection that writes.
+        writer: Pool<SqliteConn>,
+        /// Read-only work (listings, lookups).
+        reader: Pool<SqliteConn>,
+    },
+    /// PostgreSQL: one pool for everything.
+    Pg(Pool<AsyncPgConnection>),
+}
+
+impl DbPool {
+    /// Builds the pools (no connection is opened yet).
+    pub fn new(url: &DatabaseUrl) -> anyhow::Result<Self> {
+        match url {
+            DatabaseUrl::Sqlite(path) => Ok(DbPool::Sqlite {
+                writer: sqlite_pool(path, 1)?,
+                reader: sqlite_pool(path, 4)?,
+            }),
+            DatabaseUrl::Postgres(url) => {
+                let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url.as_str());
+                Ok(DbPool::Pg(Pool::builder(manager).max_size(16).build()?))
+            }
+        }
+    }
+
+    /// A connection for work that writes.
+    pub async fn write(&self) -> Result<DbConn, PoolError> {
+        match self {
+            DbPool::Sqlite { writer, .. } => writer.get().await.map(DbConn::Sqlite).map_err(pool_err),
+            DbPool::Pg(pool) => pool.get().await.map(DbConn::Pg).map_err(pool_err),
+        }
+    }
+
+    /// A connection for work that only reads.
+    pub async fn read(&self) -> Result<DbConn, PoolError> {
+        match self {
+            DbPool::Sqlite { reader, .. } => reader.get().await.map(DbConn::Sqlite).map_err(pool_err),
+            DbPool::Pg(pool) => pool.get().await.map(DbConn::Pg).map_err(pool_err),
+        }
+    }
+
+    /// True when the database answers a trivial query within a second.
+    pub async fn ping(&self) -> bool {
+        let pool = self.clone();
+        // Spawned so that a timed-out query is never dropped mid-flight (see STACK.md).
+        let probe = tokio::spawn(async move {
+            let mut conn = pool.read().await.ok()?;
+            with_conn!(&mut conn, c => c.batch_execute("SELECT 1").await.ok())
+        });
+        matches!(tokio::time::timeout(Duration::from_secs(1), probe).await, Ok(Ok(Some(()))))
+    }
+}
+
+fn pool_err(e: impl std::fmt::Display) -> PoolError {
+    PoolError(e.to_string())
+}
+
+fn sqlite_pool(path: &str, size: usize) -> anyhow::Result<Pool<SqliteConn>> {
+    let mut config = ManagerConfig::<SqliteConn>::default();
+    config.custom_setup = Box::new(|url| {
+        let url = url.to_string();
+        async move {
+            let mut conn = SqliteConn::establish(&url).await?;
+            conn.batch_execute(SQLITE_PRAGMAS)
+                .await
+                .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+            Ok(conn)
+        }
+        .boxed()
+    });
+    let manager = AsyncDieselConnectionManager::<SqliteConn>::new_with_config(path, config);
+    Ok(Pool::builder(manager).max_size(size).build()?)
+}
+
+/// Applies pending migrations. Blocking: call it from a thread with no async runtime entered,
+/// because diesel's migration harness blocks on the async connection (STACK.md: `block_in_place`).
+pub fn run_migrations(url: &DatabaseUrl) -> anyhow::Result<()> {
+    match url {
+        DatabaseUrl::Sqlite(path) => {
+            let mut conn = SqliteConnection::establish(path)?;
+            diesel::connection::SimpleConnection::batch_execute(&mut conn, SQLITE_PRAGMAS)?;
+            conn.run_pending_migrations(SQLITE_MIGRATIONS).map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+        DatabaseUrl::Postgres(url) => {
+            let mut conn = <AsyncConnectionWrapper<AsyncPgConnection> as Connection>::establish(url)?;
+            conn.run_pending_migrations(PG_MIGRATIONS).map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs [`run_migrations`] on a fresh thread, so it is safe to await from any runtime.
+pub async fn migrate(url: &DatabaseUrl) -> anyhow::Result<()> {
+    let url = url.clone();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(run_migrations(&url));
+    });
+    rx.await.map_err(|_| anyhow::anyhow!("migration thread panicked"))?
+}

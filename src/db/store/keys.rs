@@ -1,0 +1,46 @@
+//! `sys_api_keys`: tenant API keys, stored as SHA-256 hashes.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use diesel::result::QueryResult;
+use diesel_async::RunQueryDsl;
+
+use crate::db::models::ApiKeyRow;
+use crate::db::schema::sys_api_keys as k;
+use crate::db::DbConn;
+use crate::with_conn;
+
+/// Stores a new key.
+pub async fn insert_key(conn: &mut DbConn, row: &ApiKeyRow) -> QueryResult<()> {
+    with_conn!(conn, c => diesel::insert_into(k::table).values(row).execute(c).await).map(|_| ())
+}
+
+/// Keys that are not revoked, oldest first.
+pub async fn list_keys(conn: &mut DbConn) -> QueryResult<Vec<ApiKeyRow>> {
+    with_conn!(conn, c => k::table
+        .filter(k::revoked_at.is_null())
+        .order(k::created_at.asc())
+        .select(ApiKeyRow::as_select())
+        .load(c)
+        .await)
+}
+
+/// Revokes a key; false when no live key has that id.
+pub async fn revoke_key(conn: &mut DbConn, key_id: &str, now: NaiveDateTime) -> QueryResult<bool> {
+    with_conn!(conn, c => diesel::update(k::table.filter(k::key_id.eq(key_id)).filter(k::revoked_at.is_null()))
+        .set(k::revoked_at.eq(Some(now)))
+        .execute(c)
+        .await)
+    .map(|n| n > 0)
+}
+
+/// The live key with this hash.
+pub async fn find_by_hash(conn: &mut DbConn, hash: &str) -> QueryResult<Option<ApiKeyRow>> {
+    with_conn!(conn, c => k::table
+        .filter(k::key_hash.eq(hash))
+        .filter(k::revoked_at.is_null())
+        .select(ApiKeyRow::as_select())
+        .first(c)
+        .await
+        .optional())
+}

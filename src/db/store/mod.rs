@@ -1,0 +1,12 @@
+//! Queries, written once for both backends (see [`crate::with_conn!`]); one file per table.
+
+pub mod batch;
+pub mod deliveries;
+pub mod events;
+pub mod keys;
+pub mod webhooks;
+
+/// Current UTC time as stored in the database (timestamps are UTC without a zone).
+pub fn now() -> chrono::NaiveDateTime {
+    chrono::Utc::now().naive_utc()
+}

@@ -1,0 +1,106 @@
+//! `sys_webhooks`: registrations, soft-deleted so that their deliveries stay readable.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use diesel::result::QueryResult;
+use diesel_async::RunQueryDsl;
+
+use crate::db::models::{NewWebhookRow, WebhookChanges, WebhookRow};
+use crate::db::schema::{sys_webhook_deliveries as d, sys_webhooks as w};
+use crate::db::DbConn;
+use crate::with_conn;
+
+/// Filters and paging of a webhook listing.
+#[derive(Debug, Clone, Default)]
+pub struct WebhookFilter {
+    /// Only this tenant (None: all tenants).
+    pub tenant_id: Option<String>,
+    /// Only this event type.
+    pub event_type: Option<String>,
+    /// Only enabled or only disabled.
+    pub enabled: Option<bool>,
+    /// Ids greater than this.
+    pub after: Option<i64>,
+    /// At most this many.
+    pub limit: i64,
+}
+
+/// Inserts a webhook and returns it as stored.
+pub async fn insert_webhook(conn: &mut DbConn, row: &NewWebhookRow) -> QueryResult<WebhookRow> {
+    with_conn!(conn, c => diesel::insert_into(w::table)
+        .values(row)
+        .returning(WebhookRow::as_returning())
+        .get_result(c)
+        .await)
+}
+
+/// One webhook that is not deleted.
+pub async fn find_webhook(conn: &mut DbConn, id: i64) -> QueryResult<Option<WebhookRow>> {
+    with_conn!(conn, c => w::table
+        .filter(w::webhook_id.eq(id))
+        .filter(w::deleted_at.is_null())
+        .select(WebhookRow::as_select())
+        .first(c)
+        .await
+        .optional())
+}
+
+/// A page of webhooks in ascending id.
+pub async fn list_webhooks(conn: &mut DbConn, f: &WebhookFilter) -> QueryResult<Vec<WebhookRow>> {
+    with_conn!(conn, c => {
+        let mut q = w::table.filter(w::deleted_at.is_null()).into_boxed();
+        if let Some(t) = &f.tenant_id {
+            q = q.filter(w::tenant_id.eq(t.clone()));
+        }
+        if let Some(e) = &f.event_type {
+            q = q.filter(w::event_type.eq(e.clone()));
+        }
+        if let Some(en) = f.enabled {
+            q = q.filter(w::enabled.eq(en));
+        }
+        if let Some(a) = f.after {
+            q = q.filter(w::webhook_id.gt(a));
+        }
+        q.order(w::webhook_id.asc()).limit(f.limit).select(WebhookRow::as_select()).load(c).await
+    })
+}
+
+/// Every webhook that is not deleted (the router's registry at start).
+pub async fn all_webhooks(conn: &mut DbConn) -> QueryResult<Vec<WebhookRow>> {
+    with_conn!(conn, c => w::table
+        .filter(w::deleted_at.is_null())
+        .order(w::webhook_id.asc())
+        .select(WebhookRow::as_select())
+        .load(c)
+        .await)
+}
+
+/// Applies a partial update; None when the webhook does not exist.
+pub async fn update_webhook(conn: &mut DbConn, id: i64, changes: &WebhookChanges) -> QueryResult<Option<WebhookRow>> {
+    with_conn!(conn, c => diesel::update(w::table.filter(w::webhook_id.eq(id)).filter(w::deleted_at.is_null()))
+        .set(changes)
+        .returning(WebhookRow::as_returning())
+        .get_result(c)
+        .await
+        .optional())
+}
+
+/// Soft-deletes a webhook and cancels its deliveries that are not final; false when it did not exist.
+pub async fn delete_webhook(conn: &mut DbConn, id: i64, now: NaiveDateTime) -> QueryResult<bool> {
+        use diesel_async::AsyncConnection;
+    with_conn!(conn, c => c.transaction::<_, diesel::result::Error, _>(async move |c| {
+        let n = diesel::update(w::table.filter(w::webhook_id.eq(id)).filter(w::deleted_at.is_null()))
+            .set((w::deleted_at.eq(Some(now)), w::enabled.eq(false), w::updated_at.eq(now)))
+            .execute(c)
+            .await?;
+        if n == 0 {
+            return Ok(false);
+        }
+        diesel::update(d::table.filter(d::webhook_id.eq(id)).filter(d::status.eq_any(crate::domain::OPEN_STATUSES)))
+            .set((d::status.eq("cancelled"), d::next_attempt_at.eq(None::<NaiveDateTime>), d::updated_at.eq(now),
+                  d::error_message.eq(Some("webhook deleted"))))
+            .execute(c)
+            .await?;
+        Ok(true)
+    }).await)
+}

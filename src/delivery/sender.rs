@@ -1,0 +1,236 @@
+//! The HTTP side of an attempt: the exact request of the contract, and what came back.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use chrono::{DateTime, Utc};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, USER_AGENT};
+use reqwest::StatusCode;
+
+use super::retry::parse_retry_after;
+use super::signing::{beema_signature, standard_signature_header};
+use super::ssrf::{check_ip_target, GuardedResolver, TargetPolicy};
+use crate::domain::{truncate_body, Webhook};
+
+/// `User-Agent` of every delivery.
+pub const USER_AGENT_VALUE: &str = concat!("beema-webhooks/", env!("CARGO_PKG_VERSION"));
+/// At most this much of a response body is read (the log keeps 1000 characters of it).
+const MAX_READ: usize = 4096;
+
+/// What one delivery attempt needs.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// Same on every attempt: receivers dedupe on it.
+    pub delivery_id: String,
+    /// Event type, for `X-Beema-Event`.
+    pub event_type: String,
+    /// The exact body (the stored event payload).
+    pub payload: Arc<str>,
+}
+
+/// What came back from one attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptResult {
+    /// HTTP status, when a response arrived.
+    pub status: Option<u16>,
+    /// Start of the response body.
+    pub body: Option<String>,
+    /// What went wrong, if anything.
+    pub error: Option<String>,
+    /// The receiver's `Retry-After` with a 429 or 503.
+    pub retry_after: Option<Duration>,
+    /// Wall time of the attempt.
+    pub duration: Duration,
+}
+
+impl AttemptResult {
+    /// Any 2xx.
+    pub fn is_success(&self) -> bool {
+        matches!(self.status, Some(s) if (200..300).contains(&s))
+    }
+
+    /// `410 Gone`: the receiver asks us to stop.
+    pub fn is_gone(&self) -> bool {
+        self.status == Some(410)
+    }
+}
+
+/// A reqwest client for one webhook: no redirects, non-public addresses refused at connect time.
+pub fn build_client(policy: Arc<TargetPolicy>, tls: &rustls::ClientConfig) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls.clone())
+        .dns_resolver(GuardedResolver::new(policy))
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(64)
+        .tcp_nodelay(true)
+        .build()
+}
+
+/// The shared TLS settings (ring provider, the platform's trust store).
+pub fn tls_config() -> anyhow::Result<rustls::ClientConfig> {
+    use rustls_platform_verifier::BuilderVerifierExt;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_platform_verifier()?
+        .with_no_client_auth())
+}
+
+/// The headers of an attempt (contract §3), signed with every live secret.
+pub fn build_headers(webhook: &Webhook, out: &Outgoing, now: DateTime<Utc>) -> HeaderMap {
+    let ts = now.timestamp();
+    let body = out.payload.as_bytes();
+    let mut h = HeaderMap::new();
+    // Custom headers go first so that the protocol's own headers always win.
+    for (k, v) in &webhook.headers {
+        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v)) {
+            h.insert(name, value);
+        }
+    }
+    let mut put = |name: &'static str, value: String| {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(HeaderName::from_static(name), v);
+        }
+    };
+    put("x-beema-event", out.event_type.clone());
+    put("x-beema-delivery", out.delivery_id.clone());
+    put("x-beema-timestamp", ts.to_string());
+    put("x-beema-signature", beema_signature(&webhook.secret, body));
+    put("webhook-id", out.delivery_id.clone());
+    put("webhook-timestamp", ts.to_string());
+    put("webhook-signature", standard_signature_header(webhook.live_secrets(now), &out.delivery_id, ts, body));
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
+    h
+}
+
+/// Sends one attempt and reports what happened; never fails.
+pub async fn send(client: reqwest::Client, policy: &TargetPolicy, webhook: &Webhook, out: &Outgoing) -> AttemptResult {
+    let started = Instant::now();
+    let url = match url::Url::parse(&webhook.url) {
+        Ok(u) => u,
+        Err(e) => return failed(started, format!("invalid URL: {e}")),
+    };
+    // reqwest does not call the resolver for IP literals, so those are checked here.
+    if let Err(e) = check_ip_target(policy, &url) {
+        return failed(started, e.to_string());
+    }
+    let timeout = Duration::from_millis(webhook.timeout_ms);
+    let request = client
+        .post(url)
+        .headers(build_headers(webhook, out, Utc::now()))
+        .timeout(timeout)
+        .body(out.payload.to_string());
+    match request.send().await {
+        Ok(resp) => read_response(resp, started, timeout).await,
+        Err(e) => failed(started, describe_error(&e, timeout)),
+    }
+}
+
+async fn read_response(mut resp: reqwest::Response, started: Instant, timeout: Duration) -> AttemptResult {
+    let status = resp.status();
+    let retry_after = if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
+        resp.headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, SystemTime::now()))
+    } else {
+        None
+    };
+    let mut buf = Vec::new();
+    let mut error = None;
+    while buf.len() < MAX_READ {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => buf.extend_from_slice(&chunk),
+            Ok(None) => break,
+            Err(e) => {
+                error = Some(describe_error(&e, timeout));
+                break;
+            }
+        }
+    }
+    let body = truncate_body(&String::from_utf8_lossy(&buf));
+    let error = error.or_else(|| (!status.is_success()).then(|| format!("HTTP {}", status.as_u16())));
+    AttemptResult {
+        status: Some(status.as_u16()),
+        body: Some(body),
+        error,
+        retry_after,
+        duration: started.elapsed(),
+    }
+}
+
+fn failed(started: Instant, error: String) -> AttemptResult {
+    AttemptResult { status: None, body: None, error: Some(error), retry_after: None, duration: started.elapsed() }
+}
+
+/// A one-line description of a transport error, naming its root cause.
+fn describe_error(e: &reqwest::Error, timeout: Duration) -> String {
+    if e.is_timeout() {
+        return format!("timed out after {} ms", timeout.as_millis());
+    }
+    let mut msg = if e.is_connect() { "connection failed".to_string() } else { "request failed".to_string() };
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{BreakerSettings, RetryConfig};
+
+    fn webhook() -> Webhook {
+        Webhook {
+            id: 1,
+            name: "n".into(),
+            tenant_id: "t".into(),
+            event_type: "*".into(),
+            url: "http://example.com/".into(),
+            secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
+            enabled: true,
+            headers: [("Authorization".to_string(), "Bearer x".to_string())].into(),
+            retry: RetryConfig::default(),
+            rate_limit: None,
+            breaker: BreakerSettings::default(),
+            timeout_ms: 1000,
+            ordered: false,
+            disabled_reason: None,
+            previous_secrets: vec![],
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+            created_by: None,
+            updated_by: None,
+        }
+    }
+
+    #[test]
+    fn headers_carry_both_signatures_and_custom_headers() {
+        let w = webhook();
+        let out = Outgoing { delivery_id: "d1".into(), event_type: "claim/opened".into(), payload: Arc::from("{}") };
+        let now = Utc::now();
+        let h = build_headers(&w, &out, now);
+        assert_eq!(h["x-beema-delivery"], "d1");
+        assert_eq!(h["webhook-id"], "d1");
+        assert_eq!(h["x-beema-event"], "claim/opened");
+        assert_eq!(h["authorization"], "Bearer x");
+        assert_eq!(h["content-type"], "application/json");
+        let sig = h["webhook-signature"].to_str().unwrap();
+        assert!(crate::delivery::signing::verify_standard_signature(&w.secret, "d1", now.timestamp(), b"{}", sig));
+        let beema = h["x-beema-signature"].to_str().unwrap();
+        assert!(crate::delivery::signing::verify_beema_signature(&w.secret, b"{}", beema));
+    }
+
+    #[test]
+    fn success_and_gone_are_classified() {
+        let r = |s| AttemptResult { status: Some(s), body: None, error: None, retry_after: None, duration: Duration::ZERO };
+        assert!(r(204).is_success());
+        assert!(!r(301).is_success());
+        assert!(r(410).is_gone());
+    }
+}

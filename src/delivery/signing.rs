@@ -1,0 +1,344 @@
+//! Webhook payload signing and verification: the legacy Beema `sha256=` scheme and the
+//! Standard Webhooks `v1,` scheme, plus secret generation.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Prefix used by Standard Webhooks for base64-encoded secrets.
+const WHSEC_PREFIX: &str = "whsec_";
+
+/// Computes HMAC-SHA256 over the concatenation of `parts` with `key`.
+///
+/// HMAC accepts keys of any length, so key setup cannot actually fail; the fallback
+/// branch only exists so that no `unwrap` is needed and still yields a correct MAC.
+fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+    match <HmacSha256 as KeyInit>::new_from_slice(key) {
+        Ok(mut mac) => {
+            for part in parts {
+                mac.update(part);
+            }
+            mac.finalize().into_bytes().to_vec()
+        }
+        // Unreachable in practice (HMAC takes any key length); keep a deterministic,
+        // non-matching output rather than panicking inside a delivery worker.
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Returns the raw key bytes for a secret.
+///
+/// Secrets of the form `whsec_<base64>` (Standard Webhooks) are base64-decoded; any other
+/// secret, or a `whsec_` secret whose remainder is not valid standard base64, is used as
+/// its UTF-8 bytes so that operator-supplied plain secrets keep working.
+pub fn secret_key_bytes(secret: &str) -> Vec<u8> {
+    if let Some(rest) = secret.strip_prefix(WHSEC_PREFIX) {
+        if let Ok(bytes) = STANDARD.decode(rest) {
+            return bytes;
+        }
+    }
+    secret.as_bytes().to_vec()
+}
+
+/// Computes the legacy Beema signature header value: `sha256=<lowercase hex>`.
+///
+/// The key is the secret string exactly as written (including any `whsec_` prefix),
+/// because that is what existing Beema receivers were told to use.
+pub fn beema_signature(secret: &str, body: &[u8]) -> String {
+    let mac = hmac_sha256(secret.as_bytes(), &[body]);
+    format!("sha256={}", hex::encode(mac))
+}
+
+/// Computes one Standard Webhooks signature: `v1,<base64(HMAC-SHA256)>` over
+/// `"{msg_id}.{timestamp}."` followed by the body bytes, keyed by [`secret_key_bytes`].
+pub fn standard_signature(secret: &str, msg_id: &str, timestamp: i64, body: &[u8]) -> String {
+    let key = secret_key_bytes(secret);
+    let mac = standard_mac(&key, msg_id, timestamp, body);
+    format!("v1,{}", STANDARD.encode(mac))
+}
+
+/// Raw MAC for the Standard Webhooks scheme; shared by signing and verification.
+fn standard_mac(key: &[u8], msg_id: &str, timestamp: i64, body: &[u8]) -> Vec<u8> {
+    let prefix = format!("{msg_id}.{timestamp}.");
+    hmac_sha256(key, &[prefix.as_bytes(), body])
+}
+
+/// Builds the `webhook-signature` header value: one `v1,` signature per secret,
+/// space-separated, so receivers can rotate secrets without dropping deliveries.
+pub fn standard_signature_header<'a>(
+    secrets: impl IntoIterator<Item = &'a str>,
+    msg_id: &str,
+    timestamp: i64,
+    body: &[u8],
+) -> String {
+    secrets
+        .into_iter()
+        .map(|s| standard_signature(s, msg_id, timestamp, body))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Generates a fresh secret: `whsec_` followed by standard padded base64 of 32 bytes
+/// from the operating system CSPRNG.
+///
+/// # Panics
+///
+/// Panics if the OS random source is unavailable. A secret from a weaker source would
+/// silently compromise every signature made with it, so failing loudly is the only safe
+/// option; on supported platforms this does not happen after boot.
+pub fn generate_secret() -> String {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).expect("OS random source");
+    format!("{WHSEC_PREFIX}{}", STANDARD.encode(bytes))
+}
+
+/// Constant-time byte comparison so verification does not leak how many leading bytes
+/// of a forged signature were correct.
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.ct_eq(b).into()
+}
+
+/// Verifies a legacy Beema `sha256=<hex>` header value against `body`, in constant time.
+pub fn verify_beema_signature(secret: &str, body: &[u8], header_value: &str) -> bool {
+    let mac = hmac_sha256(secret.as_bytes(), &[body]);
+    // An empty MAC only comes from the (unreachable) key-setup failure path; never let
+    // it verify a bare "sha256=" header.
+    if mac.is_empty() {
+        return false;
+    }
+    let expected = format!("sha256={}", hex::encode(mac));
+    ct_eq(expected.as_bytes(), header_value.trim().as_bytes())
+}
+
+/// Verifies a Standard Webhooks signature header, which may carry several
+/// space-separated `v1,<base64>` entries (secret rotation); any match is accepted.
+/// Entries with other version tags are ignored. Comparisons run in constant time.
+pub fn verify_standard_signature(
+    secret: &str,
+    msg_id: &str,
+    timestamp: i64,
+    body: &[u8],
+    header_value: &str,
+) -> bool {
+    let key = secret_key_bytes(secret);
+    let expected = standard_mac(&key, msg_id, timestamp, body);
+    // See verify_beema_signature: an empty MAC must never match an empty "v1," entry.
+    if expected.is_empty() {
+        return false;
+    }
+    // Evaluate every entry (no early return) so timing does not reveal which one matched.
+    let mut matched = false;
+    for entry in header_value.split_whitespace() {
+        let Some(sig) = entry.strip_prefix("v1,") else {
+            continue;
+        };
+        if let Ok(candidate) = STANDARD.decode(sig) {
+            matched |= ct_eq(&expected, &candidate);
+        }
+    }
+    matched
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Standard Webhooks reference vector (also reproduced with python3 hmac/hashlib).
+    const SPEC_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    const SPEC_MSG_ID: &str = "msg_p5jXN8AQM9LWM0D4loKWxJek";
+    const SPEC_TS: i64 = 1_614_265_330;
+    const SPEC_BODY: &[u8] = br#"{"test": 2432232314}"#;
+    const SPEC_SIG: &str = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
+
+    #[test]
+    fn secret_key_bytes_decodes_whsec() {
+        let key = secret_key_bytes("whsec_aGVsbG8=");
+        assert_eq!(key, b"hello");
+    }
+
+    #[test]
+    fn secret_key_bytes_plain_and_invalid_base64() {
+        assert_eq!(secret_key_bytes("mysecret"), b"mysecret");
+        // Not valid base64 after the prefix: fall back to the whole string.
+        assert_eq!(secret_key_bytes("whsec_!!!"), b"whsec_!!!");
+        // Prefix must be exact (case-sensitive).
+        assert_eq!(secret_key_bytes("WHSEC_aGVsbG8="), b"WHSEC_aGVsbG8=");
+        assert_eq!(secret_key_bytes(""), b"");
+        assert_eq!(secret_key_bytes("whsec_"), b"");
+    }
+
+    #[test]
+    fn beema_signature_known_answer() {
+        // python3 -c "import hmac,hashlib;print(hmac.new(b'mysecret',b'hello world',hashlib.sha256).hexdigest())"
+        assert_eq!(
+            beema_signature("mysecret", b"hello world"),
+            "sha256=5dc9f8d0806f528337ec17cfa299ccac8b5b5eedf6e8a8926aabeccc0233870d"
+        );
+    }
+
+    #[test]
+    fn beema_signature_uses_whsec_string_as_written() {
+        assert_eq!(
+            beema_signature(SPEC_SECRET, SPEC_BODY),
+            "sha256=80ec8a89ce3cd22133a1066caecb4d04fea7467657c8514d717ec42c38a5c94c"
+        );
+    }
+
+    #[test]
+    fn standard_signature_spec_vector() {
+        assert_eq!(
+            standard_signature(SPEC_SECRET, SPEC_MSG_ID, SPEC_TS, SPEC_BODY),
+            SPEC_SIG
+        );
+    }
+
+    #[test]
+    fn standard_signature_plain_secret_known_answer() {
+        assert_eq!(
+            standard_signature("plainsecret", "msg_1", 1_700_000_000, b"body"),
+            "v1,tZAsnHDK8Bx4MF5EduW+dnSp9Ns4DLO6FaZgqzOp7fY="
+        );
+    }
+
+    #[test]
+    fn header_has_one_signature_per_secret() {
+        let header = standard_signature_header(
+            [SPEC_SECRET, "plainsecret"],
+            SPEC_MSG_ID,
+            SPEC_TS,
+            SPEC_BODY,
+        );
+        let parts: Vec<&str> = header.split(' ').collect();
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts[0], SPEC_SIG);
+        assert_eq!(
+            parts[1],
+            standard_signature("plainsecret", SPEC_MSG_ID, SPEC_TS, SPEC_BODY)
+        );
+        assert_eq!(
+            standard_signature_header(std::iter::empty(), "m", 1, b""),
+            ""
+        );
+    }
+
+    #[test]
+    fn generate_secret_shape_and_uniqueness() {
+        let a = generate_secret();
+        let b = generate_secret();
+        assert_ne!(a, b);
+        assert!(a.starts_with("whsec_"));
+        assert_eq!(secret_key_bytes(&a).len(), 32);
+        // 32 bytes -> 44 chars of padded base64.
+        assert_eq!(a.len(), 6 + 44);
+    }
+
+    #[test]
+    fn verify_beema_accepts_and_rejects() {
+        let sig = beema_signature("s3cret", b"payload");
+        assert!(verify_beema_signature("s3cret", b"payload", &sig));
+        assert!(!verify_beema_signature("s3cret", b"payload!", &sig));
+        assert!(!verify_beema_signature("other", b"payload", &sig));
+        assert!(!verify_beema_signature("s3cret", b"payload", ""));
+        assert!(!verify_beema_signature(
+            "s3cret",
+            b"payload",
+            &sig.to_uppercase()
+        ));
+    }
+
+    #[test]
+    fn verify_standard_accepts_any_of_multiple() {
+        let header = standard_signature_header(
+            ["whsec_b2xkc2VjcmV0", SPEC_SECRET],
+            SPEC_MSG_ID,
+            SPEC_TS,
+            SPEC_BODY,
+        );
+        assert!(verify_standard_signature(
+            SPEC_SECRET,
+            SPEC_MSG_ID,
+            SPEC_TS,
+            SPEC_BODY,
+            &header
+        ));
+        assert!(verify_standard_signature(
+            "whsec_b2xkc2VjcmV0",
+            SPEC_MSG_ID,
+            SPEC_TS,
+            SPEC_BODY,
+            &header
+        ));
+        assert!(!verify_standard_signature(
+            "whsec_bmV3c2VjcmV0",
+            SPEC_MSG_ID,
+            SPEC_TS,
+            SPEC_BODY,
+            &header
+        ));
+    }
+
+    #[test]
+    fn verify_standard_rejects_tampering() {
+        let sig = standard_signature(SPEC_SECRET, SPEC_MSG_ID, SPEC_TS, SPEC_BODY);
+        assert!(verify_standard_signature(
+            SPEC_SECRET,
+            SPEC_MSG_ID,
+            SPEC_TS,
+            SPEC_BODY,
+            &sig
+        ));
+        assert!(!verify_standard_signature(
+            SPEC_SECRET,
+            SPEC_MSG_ID,
+            SPEC_TS,
+            br#"{"test": 2432232315}"#,
+            &sig
+        ));
+        assert!(!verify_standard_signature(
+            SPEC_SECRET,
+            "msg_other",
+            SPEC_TS,
+            SPEC_BODY,
+            &sig
+        ));
+        assert!(!verify_standard_signature(
+            SPEC_SECRET,
+            SPEC_MSG_ID,
+            SPEC_TS + 1,
+            SPEC_BODY,
+            &sig
+        ));
+    }
+
+    #[test]
+    fn verify_standard_ignores_garbage_entries() {
+        let header = format!("v2,abc v1,!!notbase64 junk  {SPEC_SIG}");
+        assert!(verify_standard_signature(
+            SPEC_SECRET,
+            SPEC_MSG_ID,
+            SPEC_TS,
+            SPEC_BODY,
+            &header
+        ));
+        assert!(!verify_standard_signature(
+            SPEC_SECRET,
+            SPEC_MSG_ID,
+            SPEC_TS,
+            SPEC_BODY,
+            "v2,abc v1,"
+        ));
+        // A v2-tagged copy of a valid MAC must not verify as v1.
+        let v2 = SPEC_SIG.replacen("v1,", "v2,", 1);
+        assert!(!verify_standard_signature(
+            SPEC_SECRET,
+            SPEC_MSG_ID,
+            SPEC_TS,
+            SPEC_BODY,
+            &v2
+        ));
+    }
+}

@@ -1,0 +1,29 @@
+//! Beema Webhooks: a webhook dispatcher for the Beema insurance platform.
+//!
+//! The kernel publishes domain events; tenants register webhook URLs; the dispatcher commits every
+//! accepted event with one delivery per matching webhook before it answers, then sends each
+//! delivery signed, retried, rate-limited and recorded, at least once.
+//!
+//! # Layout
+//! - [`cli`], [`config`]: the binary's settings, validated once.
+//! - [`app`]: wiring and graceful shutdown ([`app::run`]).
+//! - [`db`]: one diesel-async query layer over SQLite and PostgreSQL; [`db::store`] holds the queries.
+//! - [`intake`]: group commit of published events.
+//! - [`actors`]: router, one supervised webhook actor per registration, the delivery recorder.
+//! - [`delivery`]: signing, retry, circuit breaker, URL guard and the HTTP sender (pure, unit-tested).
+//! - [`api`]: the REST API (actix-web), one module per resource.
+//! - [`domain`], [`secrets`], [`metrics`]: shared types, secrets at rest, Prometheus families.
+
+pub mod actors;
+pub mod api;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod delivery;
+pub mod domain;
+pub mod intake;
+pub mod metrics;
+pub mod secrets;
+
+pub use app::run;

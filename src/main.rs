@@ -1,0 +1,47 @@
+//! The `beema-webhooks` binary: parse settings, set up logging, then serve or migrate.
+
+use std::process::ExitCode;
+
+use beema_webhooks::cli::{Cli, Command};
+use beema_webhooks::config::Config;
+use beema_webhooks::{app, db};
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::from_settings(&cli.settings) {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
+    };
+    init_logging(config.json_logs);
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Migrate => db::run_migrations(&config.database).map(|_| println!("migrations applied")),
+        Command::Serve => serve(config),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&format!("{e:#}")),
+    }
+}
+
+fn serve(config: Config) -> anyhow::Result<()> {
+    let listener = std::net::TcpListener::bind(config.listen)
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    actix_web::rt::System::new().block_on(app::run(config, listener, app::shutdown_signal()))
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn fail(reason: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("beema-webhooks: {}", reason.to_string().replace('\n', " "));
+    ExitCode::FAILURE
+}
