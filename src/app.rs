@@ -25,6 +25,9 @@ use crate::secrets::SecretCipher;
 /// Runs the dispatcher on `listener` until `shutdown` resolves, then drains and returns.
 /// Must run inside an actix `System` (`#[actix_web::main]` or `System::new().block_on`).
 pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    // reqwest is built without a default crypto provider (ring keeps the build small); any
+    // client built without our preconfigured TLS (none today) would otherwise panic.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     db::migrate(&config.database).await.context("database")?;
     let pool = DbPool::new(&config.database).context("database")?;
     let cipher = SecretCipher::new(config.secret_key.as_deref());

@@ -25,5 +25,7 @@ pub mod domain;
 pub mod intake;
 pub mod metrics;
 pub mod secrets;
+#[doc(hidden)]
+pub mod testing;
 
 pub use app::run;

@@ -109,8 +109,3 @@ pub struct Record(pub Outcome);
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Flush;
-
-/// Test-only fault injection: the named webhook's actor panics on its next attempt.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct InjectPanic(pub i64);

@@ -176,13 +176,3 @@ impl Handler<Drain> for Router {
         })
     }
 }
-
-impl Handler<InjectPanic> for Router {
-    type Result = ();
-
-    fn handle(&mut self, msg: InjectPanic, _: &mut Self::Context) {
-        if let Some(a) = self.actors.get(&msg.0) {
-            a.do_send(msg);
-        }
-    }
-}

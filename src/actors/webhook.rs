@@ -54,7 +54,6 @@ pub struct WebhookActor {
     wake: Option<(DateTime<Utc>, SpawnHandle)>,
     draining: bool,
     retired: bool,
-    panic_next: bool,
 }
 
 impl WebhookActor {
@@ -87,7 +86,6 @@ impl WebhookActor {
             wake: None,
             draining: false,
             retired: false,
-            panic_next: false,
         }
     }
 
@@ -187,8 +185,7 @@ impl WebhookActor {
     }
 
     fn start_attempt(&mut self, job: Job, ctx: &mut Context<Self>) {
-        if self.panic_next {
-            self.panic_next = false;
+        if crate::testing::take_injected_panic(self.webhook.id) {
             panic!("injected fault in webhook actor {}", self.webhook.id);
         }
         let client = match self.client() {
@@ -503,13 +500,5 @@ impl Handler<Drain> for WebhookActor {
     fn handle(&mut self, _: Drain, _: &mut Self::Context) -> usize {
         self.draining = true;
         self.in_flight.len()
-    }
-}
-
-impl Handler<InjectPanic> for WebhookActor {
-    type Result = ();
-
-    fn handle(&mut self, _: InjectPanic, _: &mut Self::Context) {
-        self.panic_next = true;
     }
 }

@@ -1,0 +1,9 @@
+//! Integration tests: the real server on 127.0.0.1:0, a fresh database per test, real receivers.
+//! Run on SQLite by default; `BEEMA_TEST_DATABASE_URL=postgres://...` runs the same on PostgreSQL.
+
+mod utils;
+
+mod dispatch;
+mod reliability;
+mod security;
+mod webhooks_api;
