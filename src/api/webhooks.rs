@@ -17,7 +17,7 @@ use crate::actors::messages::{Remove, Upsert};
 use crate::db::models::{NewWebhookRow, WebhookChanges};
 use crate::db::store::webhooks::{self as store, WebhookFilter};
 use crate::delivery::signing::generate_secret;
-use crate::delivery::ssrf::check_url;
+use crate::delivery::ssrf::{check_url, TargetError};
 use crate::domain::{
     BreakerSettings, PreviousSecret, RateLimit, RetryConfig, Webhook, WebhookView, MAX_PREVIOUS_SECRETS,
 };
@@ -228,8 +228,14 @@ fn resolve_breaker(input: Option<&BreakerInput>, base: BreakerSettings) -> ApiRe
     Ok(BreakerSettings { failure_threshold: threshold as u32, cooldown_ms: cooldown as u64 })
 }
 
+/// Checks a target URL at create/update. A host that does not resolve (yet) is accepted: DNS may
+/// be down or the record not published, and the HTTP client's resolver checks every address at
+/// connect time anyway.
 async fn check_target(st: &AppState, url: &str) -> ApiResult<()> {
-    check_url(&st.config.targets, url).await.map(|_| ()).map_err(|e| ApiError::validation("url", e.to_string()))
+    match check_url(&st.config.targets, url).await {
+        Ok(_) | Err(TargetError::Unresolvable(_)) => Ok(()),
+        Err(e) => Err(ApiError::validation("url", e.to_string())),
+    }
 }
 
 fn to_json<T: serde::Serialize>(v: &T) -> Value {
