@@ -1,0 +1,421 @@
+//! End-to-end load harness: starts the release server on a fresh database, its own fast receiver
+//! (hyper, answers 204), registers W webhooks, publishes E events with C concurrent publishers,
+//! waits for every delivery, and prints intake rate, end-to-end rate, latency from accepted publish
+//! to receipt, server peak RSS and CPU, and the raw ceiling of the same client and receiver.
+//!
+//! ```text
+//! cargo build --release && cargo run --release --example loadgen -- --scenario steady
+//! cargo run --release --example loadgen -- --scenario steady --database postgres
+//! cargo run --release --example loadgen -- --scenario steady --rate 200 --events 4000   # open loop
+//! ```
+//! Scenarios: `steady` (10 webhooks × 20,000 events), `wide` (10,000 webhooks, one event),
+//! `backlog` (receiver down while 200,000 deliveries queue, then up), `slow` (50 ms receivers).
+
+use std::collections::{HashMap, HashSet};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::{Parser, ValueEnum};
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    Steady,
+    Wide,
+    Backlog,
+    Slow,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Load harness for beema-webhooks.
+#[derive(Debug, Parser)]
+struct Args {
+    /// Preset sizes; explicit flags override them.
+    #[arg(long, value_enum, default_value = "steady")]
+    scenario: Scenario,
+    /// Database of the server under test.
+    #[arg(long, value_enum, default_value = "sqlite")]
+    database: Backend,
+    /// Maintenance database used to create a fresh PostgreSQL database.
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
+    pg_url: String,
+    /// Webhooks registered.
+    #[arg(long)]
+    webhooks: Option<usize>,
+    /// Events published.
+    #[arg(long)]
+    events: Option<usize>,
+    /// Concurrent publishers.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// Events per publish request.
+    #[arg(long, default_value_t = 10)]
+    batch: usize,
+    /// Publish at this many events a second (open loop) instead of as fast as possible.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Receiver delay in ms.
+    #[arg(long)]
+    receiver_delay_ms: Option<u64>,
+    /// Server binary.
+    #[arg(long, default_value = "target/release/beema-webhooks")]
+    server_bin: String,
+    /// Give up waiting for deliveries after this many seconds.
+    #[arg(long, default_value_t = 900)]
+    timeout_secs: u64,
+}
+
+/// What the receiver saw.
+struct Receipts {
+    /// Distinct delivery ids.
+    seen: Mutex<HashSet<String>>,
+    /// Arrival of the first delivery of each event (event id → instant).
+    arrivals: Mutex<Vec<(String, Instant)>>,
+    count: AtomicU64,
+    down: AtomicBool,
+    delay: Duration,
+    last: Mutex<Option<Instant>>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let args = Args::parse();
+    let (webhooks, events, delay) = sizes(&args);
+    println!(
+        "scenario {:?} on {:?}: {webhooks} webhooks × {events} events, {} publishers, batch {}{}",
+        args.scenario,
+        args.database,
+        args.concurrency,
+        args.batch,
+        args.rate.map(|r| format!(", open loop at {r} events/s")).unwrap_or_default()
+    );
+    let receipts = Arc::new(Receipts {
+        seen: Mutex::new(HashSet::new()),
+        arrivals: Mutex::new(Vec::new()),
+        count: AtomicU64::new(0),
+        down: AtomicBool::new(args.scenario == Scenario::Backlog),
+        delay,
+        last: Mutex::new(None),
+    });
+    let receiver = start_receiver(receipts.clone()).await?;
+    let client = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
+
+    let ceiling = measure_ceiling(&client, receiver, args.concurrency.max(32), 20_000).await?;
+    let (mut server, base, db_url, _db_guard) = start_server(&args).await?;
+    let started = Instant::now();
+    wait_ready(&client, &base).await?;
+    let boot = started.elapsed();
+    register(&client, &base, receiver, webhooks, args.scenario).await?;
+    let boot_with_hooks = if args.scenario == Scenario::Wide { restart_ready(&mut server, &args.server_bin, &db_url, &client, &base).await? } else { None };
+
+    let accepted: Arc<Mutex<HashMap<String, Instant>>> = Arc::new(Mutex::new(HashMap::with_capacity(events)));
+    let t0 = Instant::now();
+    publish_all(&client, &base, &args, events, accepted.clone()).await?;
+    let intake = t0.elapsed();
+    let expected = (events * webhooks) as u64;
+    if args.scenario == Scenario::Backlog {
+        let queued_rss = rss_kib(server.id());
+        println!("backlog: {expected} deliveries queued while the receiver is down; server RSS {} MiB", queued_rss / 1024);
+        receipts.down.store(false, Ordering::Relaxed);
+    }
+    let drain_start = Instant::now();
+    wait_all(&receipts, expected, Duration::from_secs(args.timeout_secs)).await;
+    let end = receipts.last.lock().unwrap().unwrap_or_else(Instant::now);
+    let e2e = end.duration_since(t0);
+    let drain = end.saturating_duration_since(drain_start);
+    let peak = peak_rss_kib(server.id());
+    let cpu = cpu_seconds(server.id());
+    let delivered = receipts.seen.lock().unwrap().len() as u64;
+
+    let mut lat = latencies(&accepted, &receipts);
+    lat.sort_unstable_by(f64::total_cmp);
+    let pct = |p: f64| lat.get(((lat.len() as f64 * p).ceil() as usize).saturating_sub(1).min(lat.len().saturating_sub(1))).copied().unwrap_or(0.0);
+    println!("server ready in {:.0} ms", boot.as_secs_f64() * 1e3);
+    if let Some(b) = boot_with_hooks {
+        println!("server with {webhooks} webhooks: start to ready {:.0} ms", b.as_secs_f64() * 1e3);
+    }
+    println!("intake:        {:>10.0} events/s ({events} events in {:.2} s)", events as f64 / intake.as_secs_f64(), intake.as_secs_f64());
+    println!("end-to-end:    {:>10.0} deliveries/s ({delivered}/{expected} in {:.2} s)", delivered as f64 / e2e.as_secs_f64(), e2e.as_secs_f64());
+    if args.scenario == Scenario::Backlog {
+        println!("drain:         {:>10.0} deliveries/s after the receiver came back", delivered as f64 / drain.as_secs_f64().max(1e-9));
+    }
+    println!("ceiling:       {:>10.0} requests/s (same client, same receiver, no dispatcher) → dispatcher at {:.0}%", ceiling, 100.0 * delivered as f64 / e2e.as_secs_f64() / ceiling);
+    println!("latency accepted→receipt ms: p50 {:.1}  p90 {:.1}  p99 {:.1}  max {:.1}", pct(0.50), pct(0.90), pct(0.99), lat.last().copied().unwrap_or(0.0));
+    println!("server: peak RSS {} MiB, CPU {:.1} s, {:.1} µs CPU per delivery", peak / 1024, cpu, cpu * 1e6 / delivered.max(1) as f64);
+    let _ = server.kill();
+    let _ = server.wait();
+    Ok(())
+}
+
+fn sizes(args: &Args) -> (usize, usize, Duration) {
+    let (w, e, d) = match args.scenario {
+        Scenario::Steady => (10, 20_000, 0),
+        Scenario::Wide => (10_000, 1, 0),
+        Scenario::Backlog => (10, 20_000, 0),
+        Scenario::Slow => (10, 2_000, 50),
+    };
+    (args.webhooks.unwrap_or(w), args.events.unwrap_or(e), Duration::from_millis(args.receiver_delay_ms.unwrap_or(d)))
+}
+
+async fn start_receiver(receipts: Arc<Receipts>) -> anyhow::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            let _ = stream.set_nodelay(true);
+            let r = receipts.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req| receive(req, r.clone()));
+                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+            });
+        }
+    });
+    Ok(addr)
+}
+
+async fn receive(req: Request<Incoming>, r: Arc<Receipts>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let delivery = req.headers().get("x-beema-delivery").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    if !r.delay.is_zero() {
+        tokio::time::sleep(r.delay).await;
+    }
+    if r.down.load(Ordering::Relaxed) {
+        return Ok(Response::builder().status(StatusCode::SERVICE_UNAVAILABLE).body(Full::new(Bytes::new())).unwrap_or_default());
+    }
+    if let Some(id) = delivery {
+        let now = Instant::now();
+        if r.seen.lock().unwrap().insert(id) {
+            let event = serde_json::from_slice::<Value>(&body).ok().and_then(|v| v["id"].as_str().map(str::to_string));
+            if let Some(e) = event {
+                r.arrivals.lock().unwrap().push((e, now));
+            }
+            r.count.fetch_add(1, Ordering::Relaxed);
+            *r.last.lock().unwrap() = Some(now);
+        }
+    }
+    Ok(Response::builder().status(StatusCode::NO_CONTENT).body(Full::new(Bytes::new())).unwrap_or_default())
+}
+
+/// The same client driving the same receiver directly: the ceiling on this machine.
+async fn measure_ceiling(client: &reqwest::Client, receiver: SocketAddr, concurrency: usize, n: usize) -> anyhow::Result<f64> {
+    let url = format!("http://{receiver}/ceiling");
+    let body = json!({"id": "x", "event": "bench/event", "data": {"n": 1}}).to_string();
+    let next = Arc::new(AtomicU64::new(0));
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (c, url, body, next) = (client.clone(), url.clone(), body.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            while next.fetch_add(1, Ordering::Relaxed) < n as u64 {
+                let _ = c.post(&url).header("content-type", "application/json").body(body.clone()).send().await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await?;
+    }
+    Ok(n as f64 / t.elapsed().as_secs_f64())
+}
+
+/// Keeps a temporary database alive; drops a PostgreSQL one at the end.
+enum DbGuard {
+    Sqlite(#[allow(dead_code)] tempfile::TempDir),
+    Postgres { admin: String, name: String },
+}
+
+impl Drop for DbGuard {
+    fn drop(&mut self) {
+        if let DbGuard::Postgres { admin, name } = self {
+            let _ = Command::new("psql").args([admin.as_str(), "-qc", &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")]).status();
+        }
+    }
+}
+
+async fn start_server(args: &Args) -> anyhow::Result<(Child, String, String, DbGuard)> {
+    let (url, guard) = match args.database {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir()?;
+            let url = format!("sqlite://{}", dir.path().join("bench.db").display());
+            (url, DbGuard::Sqlite(dir))
+        }
+        Backend::Postgres => {
+            let name = format!("beema_bench_{}", std::process::id());
+            let ok = Command::new("psql").args([args.pg_url.as_str(), "-qc", &format!("CREATE DATABASE {name}")]).status()?;
+            anyhow::ensure!(ok.success(), "could not create the benchmark database");
+            let (prefix, _) = args.pg_url.rsplit_once('/').ok_or_else(|| anyhow::anyhow!("bad --pg-url"))?;
+            (format!("{prefix}/{name}"), DbGuard::Postgres { admin: args.pg_url.clone(), name })
+        }
+    };
+    let port = free_port()?;
+    let child = spawn_server(&args.server_bin, &url, port)?;
+    Ok((child, format!("http://127.0.0.1:{port}"), url, guard))
+}
+
+fn spawn_server(bin: &str, url: &str, port: u16) -> anyhow::Result<Child> {
+    Command::new(bin)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--database-url", url, "--allow-private-targets"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("cannot start {bin} (build it with `cargo build --release`): {e}"))
+}
+
+/// For `wide`: restart the server with every webhook registered, and time start to ready.
+async fn restart_ready(
+    server: &mut Child,
+    bin: &str,
+    db_url: &str,
+    client: &reqwest::Client,
+    base: &str,
+) -> anyhow::Result<Option<Duration>> {
+    let _ = Command::new("kill").args(["-TERM", &server.id().to_string()]).status();
+    let _ = server.wait();
+    let port: u16 = base.rsplit(':').next().unwrap_or("0").parse()?;
+    let t = Instant::now();
+    *server = spawn_server(bin, db_url, port)?;
+    wait_ready(client, base).await?;
+    Ok(Some(t.elapsed()))
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+async fn wait_ready(client: &reqwest::Client, base: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Ok(r) = client.get(format!("{base}/readyz")).send().await {
+            if r.status().is_success() {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    anyhow::bail!("server not ready after 60 s")
+}
+
+async fn register(client: &reqwest::Client, base: &str, receiver: SocketAddr, n: usize, scenario: Scenario) -> anyhow::Result<()> {
+    let mut body = json!({"webhook_name": "bench", "tenant_id": "bench", "event_type": "bench/event", "url": format!("http://{receiver}/hook")});
+    if scenario == Scenario::Backlog {
+        // A receiver down for long: many attempts, breaker probing every 500 ms.
+        body["retry_config"] = json!({"maxAttempts": 50, "backoffMs": 500});
+        body["circuit_breaker"] = json!({"failureThreshold": 5, "cooldownMs": 500});
+    }
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (c, base, body, next) = (client.clone(), base.to_string(), body.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            while next.fetch_add(1, Ordering::Relaxed) < n as u64 {
+                let r = c.post(format!("{base}/api/webhooks")).header("content-type", "application/json").body(body.to_string()).send().await?;
+                anyhow::ensure!(r.status().as_u16() == 201, "create webhook: {}", r.status());
+            }
+            Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(())
+}
+
+async fn publish_all(
+    client: &reqwest::Client,
+    base: &str,
+    args: &Args,
+    events: usize,
+    accepted: Arc<Mutex<HashMap<String, Instant>>>,
+) -> anyhow::Result<()> {
+    let batches = events.div_ceil(args.batch);
+    let next = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..args.concurrency {
+        let (c, base, next, accepted) = (client.clone(), base.to_string(), next.clone(), accepted.clone());
+        let (batch, rate) = (args.batch, args.rate);
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                if i >= batches {
+                    return Ok::<_, anyhow::Error>(());
+                }
+                if let Some(rate) = rate {
+                    let due = start + Duration::from_secs_f64((i * batch) as f64 / rate);
+                    tokio::time::sleep_until(due.into()).await;
+                }
+                let n = batch.min(events - i * batch);
+                let body: Vec<Value> = (0..n).map(|k| json!({"event": "bench/event", "data": {"tenantId": "bench", "n": i * batch + k}})).collect();
+                let r = c.post(format!("{base}/api/events")).header("content-type", "application/json").body(serde_json::to_vec(&body)?).send().await?;
+                let at = Instant::now();
+                anyhow::ensure!(r.status().as_u16() == 202, "publish: {}", r.status());
+                let v: Value = serde_json::from_slice(&r.bytes().await?)?;
+                let mut map = accepted.lock().unwrap();
+                for id in v["ids"].as_array().into_iter().flatten() {
+                    if let Some(id) = id.as_str() {
+                        map.insert(id.to_string(), at);
+                    }
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(())
+}
+
+async fn wait_all(r: &Receipts, expected: u64, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while r.count.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn latencies(accepted: &Mutex<HashMap<String, Instant>>, r: &Receipts) -> Vec<f64> {
+    let accepted = accepted.lock().unwrap();
+    let arrivals = r.arrivals.lock().unwrap();
+    arrivals
+        .iter()
+        .filter_map(|(event, at)| accepted.get(event).map(|a| at.saturating_duration_since(*a).as_secs_f64() * 1e3))
+        .collect()
+}
+
+fn proc_status(pid: u32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with(key)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    proc_status(pid, "VmRSS:")
+}
+
+fn peak_rss_kib(pid: u32) -> u64 {
+    proc_status(pid, "VmHWM:")
+}
+
+fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0.0 };
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0) + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
