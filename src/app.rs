@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use actix_web::http::StatusCode;
+use actix_web::middleware::ErrorHandlers;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context as _;
 
@@ -56,7 +58,11 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
         draining: draining.clone(),
     });
     let server = HttpServer::new(move || {
-        App::new().app_data(state.clone()).configure(api::configure).default_service(web::to(api::not_found))
+        App::new()
+            .wrap(ErrorHandlers::new().handler(StatusCode::METHOD_NOT_ALLOWED, api::method_not_allowed))
+            .app_data(state.clone())
+            .configure(api::configure)
+            .default_service(web::to(api::not_found))
     })
     .listen(listener)
     .context("listen")?

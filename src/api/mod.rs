@@ -56,3 +56,24 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 pub async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::not_found("no such route"))
 }
+
+/// A known route called with another method: the router's bare 405 gets the error shape too
+/// (its `Allow` header is kept).
+pub fn method_not_allowed<B>(
+    res: actix_web::dev::ServiceResponse<B>,
+) -> actix_web::Result<actix_web::middleware::ErrorHandlerResponse<B>> {
+    let (req, old) = res.into_parts();
+    let err = ApiError {
+        status: actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
+        code: "method_not_allowed",
+        message: format!("{} is not allowed on {}", req.method(), req.path()),
+        field: None,
+    };
+    let mut resp = actix_web::ResponseError::error_response(&err);
+    if let Some(allow) = old.headers().get(actix_web::http::header::ALLOW) {
+        resp.headers_mut()
+            .insert(actix_web::http::header::ALLOW, allow.clone());
+    }
+    let res = actix_web::dev::ServiceResponse::new(req, resp).map_into_right_body();
+    Ok(actix_web::middleware::ErrorHandlerResponse::Response(res))
+}

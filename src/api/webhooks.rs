@@ -155,7 +155,8 @@ fn resolve(input: &WebhookInput, base: Option<&Webhook>) -> ApiResult<Resolved> 
     };
     check("event_type", validate::event_type(&event_type))?;
     let url = match (&input.url, base) {
-        (Some(u), _) => u.clone(),
+        // Stored as the sender will parse it: surrounding whitespace is not part of the URL.
+        (Some(u), _) => u.trim().to_string(),
         (None, Some(b)) => b.url.clone(),
         (None, None) => required(None, "url")?,
     };
@@ -315,11 +316,15 @@ async fn list(req: HttpRequest, st: web::Data<AppState>) -> ApiResult<HttpRespon
         event_type: q.str("event_type").map(str::to_string),
         enabled: q.bool("enabled")?,
         after: q.int("after")?,
-        limit,
+        // One more than the page tells whether another page follows, so that a full last page
+        // still answers `next_after: null` (§4).
+        limit: limit + 1,
     };
     let mut conn = st.db.read().await?;
-    let rows = store::list_webhooks(&mut conn, &filter).await?;
-    let next_after = (rows.len() as i64 == limit).then(|| rows.last().map(|r| r.webhook_id)).flatten();
+    let mut rows = store::list_webhooks(&mut conn, &filter).await?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let next_after = if more { rows.last().map(|r| r.webhook_id) } else { None };
     let views = rows
         .into_iter()
         .map(|r| Webhook::from_row(r, &st.cipher).map(|w| WebhookView::new(&w, false)))
