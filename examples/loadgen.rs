@@ -103,7 +103,9 @@ async fn main() -> anyhow::Result<()> {
         args.database,
         args.concurrency,
         args.batch,
-        args.rate.map(|r| format!(", open loop at {r} events/s")).unwrap_or_default()
+        args.rate
+            .map(|r| format!(", open loop at {r} events/s"))
+            .unwrap_or_default()
     );
     let receipts = Arc::new(Receipts {
         seen: Mutex::new(HashSet::new()),
@@ -114,7 +116,9 @@ async fn main() -> anyhow::Result<()> {
         last: Mutex::new(None),
     });
     let receiver = start_receiver(receipts.clone()).await?;
-    let client = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()?;
 
     let ceiling = measure_ceiling(&client, receiver, args.concurrency.max(32), 20_000).await?;
     let (mut server, base, db_url, _db_guard) = start_server(&args).await?;
@@ -122,16 +126,24 @@ async fn main() -> anyhow::Result<()> {
     wait_ready(&client, &base).await?;
     let boot = started.elapsed();
     register(&client, &base, receiver, webhooks, args.scenario).await?;
-    let boot_with_hooks = if args.scenario == Scenario::Wide { restart_ready(&mut server, &args.server_bin, &db_url, &client, &base).await? } else { None };
+    let boot_with_hooks = if args.scenario == Scenario::Wide {
+        restart_ready(&mut server, &args.server_bin, &db_url, &client, &base).await?
+    } else {
+        None
+    };
 
-    let accepted: Arc<Mutex<HashMap<String, Instant>>> = Arc::new(Mutex::new(HashMap::with_capacity(events)));
+    let accepted: Arc<Mutex<HashMap<String, Instant>>> =
+        Arc::new(Mutex::new(HashMap::with_capacity(events)));
     let t0 = Instant::now();
     publish_all(&client, &base, &args, events, accepted.clone()).await?;
     let intake = t0.elapsed();
     let expected = (events * webhooks) as u64;
     if args.scenario == Scenario::Backlog {
         let queued_rss = rss_kib(server.id());
-        println!("backlog: {expected} deliveries queued while the receiver is down; server RSS {} MiB", queued_rss / 1024);
+        println!(
+            "backlog: {expected} deliveries queued while the receiver is down; server RSS {} MiB",
+            queued_rss / 1024
+        );
         receipts.down.store(false, Ordering::Relaxed);
     }
     let drain_start = Instant::now();
@@ -145,19 +157,52 @@ async fn main() -> anyhow::Result<()> {
 
     let mut lat = latencies(&accepted, &receipts);
     lat.sort_unstable_by(f64::total_cmp);
-    let pct = |p: f64| lat.get(((lat.len() as f64 * p).ceil() as usize).saturating_sub(1).min(lat.len().saturating_sub(1))).copied().unwrap_or(0.0);
+    let pct = |p: f64| {
+        lat.get(
+            ((lat.len() as f64 * p).ceil() as usize)
+                .saturating_sub(1)
+                .min(lat.len().saturating_sub(1)),
+        )
+        .copied()
+        .unwrap_or(0.0)
+    };
     println!("server ready in {:.0} ms", boot.as_secs_f64() * 1e3);
     if let Some(b) = boot_with_hooks {
-        println!("server with {webhooks} webhooks: start to ready {:.0} ms", b.as_secs_f64() * 1e3);
+        println!(
+            "server with {webhooks} webhooks: start to ready {:.0} ms",
+            b.as_secs_f64() * 1e3
+        );
     }
-    println!("intake:        {:>10.0} events/s ({events} events in {:.2} s)", events as f64 / intake.as_secs_f64(), intake.as_secs_f64());
-    println!("end-to-end:    {:>10.0} deliveries/s ({delivered}/{expected} in {:.2} s)", delivered as f64 / e2e.as_secs_f64(), e2e.as_secs_f64());
+    println!(
+        "intake:        {:>10.0} events/s ({events} events in {:.2} s)",
+        events as f64 / intake.as_secs_f64(),
+        intake.as_secs_f64()
+    );
+    println!(
+        "end-to-end:    {:>10.0} deliveries/s ({delivered}/{expected} in {:.2} s)",
+        delivered as f64 / e2e.as_secs_f64(),
+        e2e.as_secs_f64()
+    );
     if args.scenario == Scenario::Backlog {
-        println!("drain:         {:>10.0} deliveries/s after the receiver came back", delivered as f64 / drain.as_secs_f64().max(1e-9));
+        println!(
+            "drain:         {:>10.0} deliveries/s after the receiver came back",
+            delivered as f64 / drain.as_secs_f64().max(1e-9)
+        );
     }
     println!("ceiling:       {:>10.0} requests/s (same client, same receiver, no dispatcher) → dispatcher at {:.0}%", ceiling, 100.0 * delivered as f64 / e2e.as_secs_f64() / ceiling);
-    println!("latency accepted→receipt ms: p50 {:.1}  p90 {:.1}  p99 {:.1}  max {:.1}", pct(0.50), pct(0.90), pct(0.99), lat.last().copied().unwrap_or(0.0));
-    println!("server: peak RSS {} MiB, CPU {:.1} s, {:.1} µs CPU per delivery", peak / 1024, cpu, cpu * 1e6 / delivered.max(1) as f64);
+    println!(
+        "latency accepted→receipt ms: p50 {:.1}  p90 {:.1}  p99 {:.1}  max {:.1}",
+        pct(0.50),
+        pct(0.90),
+        pct(0.99),
+        lat.last().copied().unwrap_or(0.0)
+    );
+    println!(
+        "server: peak RSS {} MiB, CPU {:.1} s, {:.1} µs CPU per delivery",
+        peak / 1024,
+        cpu,
+        cpu * 1e6 / delivered.max(1) as f64
+    );
     let _ = server.kill();
     let _ = server.wait();
     Ok(())
@@ -170,7 +215,11 @@ fn sizes(args: &Args) -> (usize, usize, Duration) {
         Scenario::Backlog => (10, 20_000, 0),
         Scenario::Slow => (10, 2_000, 50),
     };
-    (args.webhooks.unwrap_or(w), args.events.unwrap_or(e), Duration::from_millis(args.receiver_delay_ms.unwrap_or(d)))
+    (
+        args.webhooks.unwrap_or(w),
+        args.events.unwrap_or(e),
+        Duration::from_millis(args.receiver_delay_ms.unwrap_or(d)),
+    )
 }
 
 async fn start_receiver(receipts: Arc<Receipts>) -> anyhow::Result<SocketAddr> {
@@ -178,31 +227,52 @@ async fn start_receiver(receipts: Arc<Receipts>) -> anyhow::Result<SocketAddr> {
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             let _ = stream.set_nodelay(true);
             let r = receipts.clone();
             tokio::spawn(async move {
                 let svc = service_fn(move |req| receive(req, r.clone()));
-                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
             });
         }
     });
     Ok(addr)
 }
 
-async fn receive(req: Request<Incoming>, r: Arc<Receipts>) -> Result<Response<Full<Bytes>>, Infallible> {
-    let delivery = req.headers().get("x-beema-delivery").and_then(|v| v.to_str().ok()).map(str::to_string);
-    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+async fn receive(
+    req: Request<Incoming>,
+    r: Arc<Receipts>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let delivery = req
+        .headers()
+        .get("x-beema-delivery")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     if !r.delay.is_zero() {
         tokio::time::sleep(r.delay).await;
     }
     if r.down.load(Ordering::Relaxed) {
-        return Ok(Response::builder().status(StatusCode::SERVICE_UNAVAILABLE).body(Full::new(Bytes::new())).unwrap_or_default());
+        return Ok(Response::builder()
+            .status(StatusCode::SERVICE_UNAVAILABLE)
+            .body(Full::new(Bytes::new()))
+            .unwrap_or_default());
     }
     if let Some(id) = delivery {
         let now = Instant::now();
         if r.seen.lock().unwrap().insert(id) {
-            let event = serde_json::from_slice::<Value>(&body).ok().and_then(|v| v["id"].as_str().map(str::to_string));
+            let event = serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|v| v["id"].as_str().map(str::to_string));
             if let Some(e) = event {
                 r.arrivals.lock().unwrap().push((e, now));
             }
@@ -210,11 +280,19 @@ async fn receive(req: Request<Incoming>, r: Arc<Receipts>) -> Result<Response<Fu
             *r.last.lock().unwrap() = Some(now);
         }
     }
-    Ok(Response::builder().status(StatusCode::NO_CONTENT).body(Full::new(Bytes::new())).unwrap_or_default())
+    Ok(Response::builder()
+        .status(StatusCode::NO_CONTENT)
+        .body(Full::new(Bytes::new()))
+        .unwrap_or_default())
 }
 
 /// The same client driving the same receiver directly: the ceiling on this machine.
-async fn measure_ceiling(client: &reqwest::Client, receiver: SocketAddr, concurrency: usize, n: usize) -> anyhow::Result<f64> {
+async fn measure_ceiling(
+    client: &reqwest::Client,
+    receiver: SocketAddr,
+    concurrency: usize,
+    n: usize,
+) -> anyhow::Result<f64> {
     let url = format!("http://{receiver}/ceiling");
     let body = json!({"id": "x", "event": "bench/event", "data": {"n": 1}}).to_string();
     let next = Arc::new(AtomicU64::new(0));
@@ -224,7 +302,12 @@ async fn measure_ceiling(client: &reqwest::Client, receiver: SocketAddr, concurr
         let (c, url, body, next) = (client.clone(), url.clone(), body.clone(), next.clone());
         tasks.push(tokio::spawn(async move {
             while next.fetch_add(1, Ordering::Relaxed) < n as u64 {
-                let _ = c.post(&url).header("content-type", "application/json").body(body.clone()).send().await;
+                let _ = c
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await;
             }
         }));
     }
@@ -243,7 +326,13 @@ enum DbGuard {
 impl Drop for DbGuard {
     fn drop(&mut self) {
         if let DbGuard::Postgres { admin, name } = self {
-            let _ = Command::new("psql").args([admin.as_str(), "-qc", &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")]).status();
+            let _ = Command::new("psql")
+                .args([
+                    admin.as_str(),
+                    "-qc",
+                    &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+                ])
+                .status();
         }
     }
 }
@@ -257,10 +346,25 @@ async fn start_server(args: &Args) -> anyhow::Result<(Child, String, String, DbG
         }
         Backend::Postgres => {
             let name = format!("beema_bench_{}", std::process::id());
-            let ok = Command::new("psql").args([args.pg_url.as_str(), "-qc", &format!("CREATE DATABASE {name}")]).status()?;
+            let ok = Command::new("psql")
+                .args([
+                    args.pg_url.as_str(),
+                    "-qc",
+                    &format!("CREATE DATABASE {name}"),
+                ])
+                .status()?;
             anyhow::ensure!(ok.success(), "could not create the benchmark database");
-            let (prefix, _) = args.pg_url.rsplit_once('/').ok_or_else(|| anyhow::anyhow!("bad --pg-url"))?;
-            (format!("{prefix}/{name}"), DbGuard::Postgres { admin: args.pg_url.clone(), name })
+            let (prefix, _) = args
+                .pg_url
+                .rsplit_once('/')
+                .ok_or_else(|| anyhow::anyhow!("bad --pg-url"))?;
+            (
+                format!("{prefix}/{name}"),
+                DbGuard::Postgres {
+                    admin: args.pg_url.clone(),
+                    name,
+                },
+            )
         }
     };
     let port = free_port()?;
@@ -270,11 +374,20 @@ async fn start_server(args: &Args) -> anyhow::Result<(Child, String, String, DbG
 
 fn spawn_server(bin: &str, url: &str, port: u16) -> anyhow::Result<Child> {
     Command::new(bin)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--database-url", url, "--allow-private-targets"])
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--database-url",
+            url,
+            "--allow-private-targets",
+        ])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()
-        .map_err(|e| anyhow::anyhow!("cannot start {bin} (build it with `cargo build --release`): {e}"))
+        .map_err(|e| {
+            anyhow::anyhow!("cannot start {bin} (build it with `cargo build --release`): {e}")
+        })
 }
 
 /// For `wide`: restart the server with every webhook registered, and time start to ready.
@@ -285,7 +398,9 @@ async fn restart_ready(
     client: &reqwest::Client,
     base: &str,
 ) -> anyhow::Result<Option<Duration>> {
-    let _ = Command::new("kill").args(["-TERM", &server.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status();
     let _ = server.wait();
     let port: u16 = base.rsplit(':').next().unwrap_or("0").parse()?;
     let t = Instant::now();
@@ -295,7 +410,9 @@ async fn restart_ready(
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 async fn wait_ready(client: &reqwest::Client, base: &str) -> anyhow::Result<()> {
@@ -311,7 +428,13 @@ async fn wait_ready(client: &reqwest::Client, base: &str) -> anyhow::Result<()> 
     anyhow::bail!("server not ready after 60 s")
 }
 
-async fn register(client: &reqwest::Client, base: &str, receiver: SocketAddr, n: usize, scenario: Scenario) -> anyhow::Result<()> {
+async fn register(
+    client: &reqwest::Client,
+    base: &str,
+    receiver: SocketAddr,
+    n: usize,
+    scenario: Scenario,
+) -> anyhow::Result<()> {
     let mut body = json!({"webhook_name": "bench", "tenant_id": "bench", "event_type": "bench/event", "url": format!("http://{receiver}/hook")});
     if scenario == Scenario::Backlog {
         // A receiver down for long: many attempts, breaker probing every 500 ms.
@@ -324,7 +447,12 @@ async fn register(client: &reqwest::Client, base: &str, receiver: SocketAddr, n:
         let (c, base, body, next) = (client.clone(), base.to_string(), body.clone(), next.clone());
         tasks.push(tokio::spawn(async move {
             while next.fetch_add(1, Ordering::Relaxed) < n as u64 {
-                let r = c.post(format!("{base}/api/webhooks")).header("content-type", "application/json").body(body.to_string()).send().await?;
+                let r = c
+                    .post(format!("{base}/api/webhooks"))
+                    .header("content-type", "application/json")
+                    .body(body.to_string())
+                    .send()
+                    .await?;
                 anyhow::ensure!(r.status().as_u16() == 201, "create webhook: {}", r.status());
             }
             Ok(())
@@ -348,7 +476,12 @@ async fn publish_all(
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..args.concurrency {
-        let (c, base, next, accepted) = (client.clone(), base.to_string(), next.clone(), accepted.clone());
+        let (c, base, next, accepted) = (
+            client.clone(),
+            base.to_string(),
+            next.clone(),
+            accepted.clone(),
+        );
         let (batch, rate) = (args.batch, args.rate);
         tasks.push(tokio::spawn(async move {
             loop {
@@ -393,14 +526,23 @@ fn latencies(accepted: &Mutex<HashMap<String, Instant>>, r: &Receipts) -> Vec<f6
     let arrivals = r.arrivals.lock().unwrap();
     arrivals
         .iter()
-        .filter_map(|(event, at)| accepted.get(event).map(|a| at.saturating_duration_since(*a).as_secs_f64() * 1e3))
+        .filter_map(|(event, at)| {
+            accepted
+                .get(event)
+                .map(|a| at.saturating_duration_since(*a).as_secs_f64() * 1e3)
+        })
         .collect()
 }
 
 fn proc_status(pid: u32, key: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with(key)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
         .unwrap_or(0)
 }
 
@@ -413,9 +555,12 @@ fn peak_rss_kib(pid: u32) -> u64 {
 }
 
 fn cpu_seconds(pid: u32) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0.0 };
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
     let after = stat.rsplit(')').next().unwrap_or("");
     let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0) + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
     ticks / 100.0
 }

@@ -26,7 +26,11 @@ use crate::secrets::SecretCipher;
 
 /// Runs the dispatcher on `listener` until `shutdown` resolves, then drains and returns.
 /// Must run inside an actix `System` (`#[actix_web::main]` or `System::new().block_on`).
-pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     // reqwest is built without a default crypto provider (ring keeps the build small); any
     // client built without our preconfigured TLS (none today) would otherwise panic.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -45,7 +49,12 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
         webhooks: hooks,
         with_backlog,
     });
-    let intake = Intake::start(pool.clone(), actors.registry.clone(), actors.router.clone(), metrics.clone());
+    let intake = Intake::start(
+        pool.clone(),
+        actors.registry.clone(),
+        actors.router.clone(),
+        metrics.clone(),
+    );
     let draining = Arc::new(AtomicBool::new(false));
     let config = Arc::new(config);
     let state = web::Data::new(AppState {
@@ -59,7 +68,10 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
     });
     let server = HttpServer::new(move || {
         App::new()
-            .wrap(ErrorHandlers::new().handler(StatusCode::METHOD_NOT_ALLOWED, api::method_not_allowed))
+            .wrap(
+                ErrorHandlers::new()
+                    .handler(StatusCode::METHOD_NOT_ALLOWED, api::method_not_allowed),
+            )
             .app_data(state.clone())
             .configure(api::configure)
             .default_service(web::to(api::not_found))
@@ -94,7 +106,10 @@ async fn drain(actors: &actors::Actors, config: &Config) {
         let in_flight = actors.router.send(Drain).await.unwrap_or(0);
         if in_flight == 0 || Instant::now() >= deadline {
             if in_flight > 0 {
-                tracing::warn!(in_flight, "drain timeout: unfinished attempts go out after the next start");
+                tracing::warn!(
+                    in_flight,
+                    "drain timeout: unfinished attempts go out after the next start"
+                );
             }
             return;
         }
@@ -103,15 +118,22 @@ async fn drain(actors: &actors::Actors, config: &Config) {
 }
 
 /// Every live webhook, and which of them have deliveries waiting in the database.
-async fn load_boot(pool: &DbPool, cipher: &SecretCipher) -> anyhow::Result<(Vec<Arc<Webhook>>, HashSet<i64>)> {
+async fn load_boot(
+    pool: &DbPool,
+    cipher: &SecretCipher,
+) -> anyhow::Result<(Vec<Arc<Webhook>>, HashSet<i64>)> {
     let mut conn = pool.read().await.context("database")?;
-    let rows = webhooks::all_webhooks(&mut conn).await.context("loading webhooks")?;
+    let rows = webhooks::all_webhooks(&mut conn)
+        .await
+        .context("loading webhooks")?;
     let hooks = rows
         .into_iter()
         .map(|r| Webhook::from_row(r, cipher).map(Arc::new))
         .collect::<Result<Vec<_>, _>>()
         .context("opening webhook secrets")?;
-    let backlog = deliveries::webhooks_with_open(&mut conn).await.context("finding waiting deliveries")?;
+    let backlog = deliveries::webhooks_with_open(&mut conn)
+        .await
+        .context("finding waiting deliveries")?;
     Ok((hooks, backlog.into_iter().collect()))
 }
 

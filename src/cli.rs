@@ -28,10 +28,20 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct Settings {
     /// Address of the HTTP server.
-    #[arg(long, env = "BEEMA_LISTEN", default_value = "127.0.0.1:3000", global = true)]
+    #[arg(
+        long,
+        env = "BEEMA_LISTEN",
+        default_value = "127.0.0.1:3000",
+        global = true
+    )]
     pub listen: String,
     /// `sqlite://PATH` (embedded, created on first run) or `postgres://...`.
-    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://beema-webhooks.db", global = true)]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://beema-webhooks.db",
+        global = true
+    )]
     pub database_url: String,
     /// Bearer token of the global admin. Unset: the admin API is open, allowed only on loopback.
     #[arg(long, env = "BEEMA_ADMIN_TOKEN", global = true, hide_env_values = true)]
@@ -51,7 +61,12 @@ pub struct Settings {
     #[arg(long, env = "BEEMA_SECRET_KEY", global = true, hide_env_values = true)]
     pub secret_key: Option<String>,
     /// Largest request body accepted, in bytes.
-    #[arg(long, env = "BEEMA_MAX_BODY_BYTES", default_value_t = 1_048_576, global = true)]
+    #[arg(
+        long,
+        env = "BEEMA_MAX_BODY_BYTES",
+        default_value_t = 1_048_576,
+        global = true
+    )]
     pub max_body_bytes: usize,
     /// Log format: `text` or `json` (the log filter itself is `RUST_LOG`, default `info`).
     #[arg(long, env = "BEEMA_LOG_FORMAT", default_value = "text", global = true)]

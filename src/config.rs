@@ -46,7 +46,10 @@ pub enum DatabaseUrl {
 impl DatabaseUrl {
     /// Parses `sqlite://PATH`, `sqlite:PATH` or `postgres(ql)://...`.
     pub fn parse(raw: &str) -> Result<Self, ConfigError> {
-        if let Some(path) = raw.strip_prefix("sqlite://").or_else(|| raw.strip_prefix("sqlite:")) {
+        if let Some(path) = raw
+            .strip_prefix("sqlite://")
+            .or_else(|| raw.strip_prefix("sqlite:"))
+        {
             if path.is_empty() {
                 return Err(ConfigError::DatabaseUrl(raw.to_string()));
             }
@@ -112,7 +115,10 @@ pub struct Config {
 impl Config {
     /// Validates settings from the command line and environment.
     pub fn from_settings(s: &Settings) -> Result<Self, ConfigError> {
-        let listen: SocketAddr = s.listen.parse().map_err(|_| ConfigError::Listen(s.listen.clone()))?;
+        let listen: SocketAddr = s
+            .listen
+            .parse()
+            .map_err(|_| ConfigError::Listen(s.listen.clone()))?;
         let database = DatabaseUrl::parse(&s.database_url)?;
         let allowed_cidrs = match &s.allowed_target_cidrs {
             Some(raw) => parse_cidrs(raw).map_err(ConfigError::Cidrs)?,
@@ -131,7 +137,10 @@ impl Config {
             database,
             admin_token: s.admin_token.clone().filter(|t| !t.is_empty()),
             event_key: s.event_key.clone().filter(|t| !t.is_empty()),
-            targets: TargetPolicy { allow_private: s.allow_private_targets, allowed_cidrs },
+            targets: TargetPolicy {
+                allow_private: s.allow_private_targets,
+                allowed_cidrs,
+            },
             secret_key: s.secret_key.clone().filter(|t| !t.is_empty()),
             max_body_bytes: s.max_body_bytes,
             json_logs,
@@ -156,7 +165,10 @@ impl Config {
         if missing.is_empty() {
             return Ok(());
         }
-        Err(ConfigError::OpenOnNetwork { addr: self.listen, missing: missing.join(" and ") })
+        Err(ConfigError::OpenOnNetwork {
+            addr: self.listen,
+            missing: missing.join(" and "),
+        })
     }
 }
 
@@ -180,11 +192,23 @@ mod tests {
 
     #[test]
     fn non_loopback_without_tokens_is_refused() {
-        let err = Config::from_settings(&settings(&["--listen", "0.0.0.0:3000", "--database-url", "sqlite://a.db"]))
-            .unwrap_err();
+        let err = Config::from_settings(&settings(&[
+            "--listen",
+            "0.0.0.0:3000",
+            "--database-url",
+            "sqlite://a.db",
+        ]))
+        .unwrap_err();
         assert!(err.to_string().contains("BEEMA_ADMIN_TOKEN"));
         let ok = Config::from_settings(&settings(&[
-            "--listen", "0.0.0.0:3000", "--admin-token", "a", "--event-key", "b", "--database-url", "sqlite://a.db",
+            "--listen",
+            "0.0.0.0:3000",
+            "--admin-token",
+            "a",
+            "--event-key",
+            "b",
+            "--database-url",
+            "sqlite://a.db",
         ]));
         assert!(ok.is_ok());
     }
@@ -193,6 +217,9 @@ mod tests {
     fn bad_urls_are_refused() {
         assert!(DatabaseUrl::parse("mysql://x").is_err());
         assert!(DatabaseUrl::parse("sqlite://").is_err());
-        assert!(matches!(DatabaseUrl::parse("postgres://u@h/db"), Ok(DatabaseUrl::Postgres(_))));
+        assert!(matches!(
+            DatabaseUrl::parse("postgres://u@h/db"),
+            Ok(DatabaseUrl::Postgres(_))
+        ));
     }
 }

@@ -30,7 +30,10 @@ pub struct RetryConfig {
 
 impl Default for RetryConfig {
     fn default() -> Self {
-        Self { max_attempts: 4, backoff_ms: 1000 }
+        Self {
+            max_attempts: 4,
+            backoff_ms: 1000,
+        }
     }
 }
 
@@ -56,7 +59,10 @@ pub struct BreakerSettings {
 
 impl Default for BreakerSettings {
     fn default() -> Self {
-        Self { failure_threshold: 5, cooldown_ms: 30_000 }
+        Self {
+            failure_threshold: 5,
+            cooldown_ms: 30_000,
+        }
     }
 }
 
@@ -101,10 +107,16 @@ pub fn utc(t: NaiveDateTime) -> DateTime<Utc> {
 impl Webhook {
     /// Reads a row; JSON columns that do not parse fall back to defaults (they are validated on write).
     pub fn from_row(row: WebhookRow, cipher: &SecretCipher) -> Result<Self, SecretError> {
-        let previous: Vec<PreviousSecret> = serde_json::from_value(row.previous_secrets).unwrap_or_default();
+        let previous: Vec<PreviousSecret> =
+            serde_json::from_value(row.previous_secrets).unwrap_or_default();
         let previous = previous
             .into_iter()
-            .map(|p| Ok(PreviousSecret { secret: cipher.open(&p.secret)?, expires_at: p.expires_at }))
+            .map(|p| {
+                Ok(PreviousSecret {
+                    secret: cipher.open(&p.secret)?,
+                    expires_at: p.expires_at,
+                })
+            })
             .collect::<Result<Vec<_>, SecretError>>()?;
         Ok(Self {
             id: row.webhook_id,
@@ -132,13 +144,20 @@ impl Webhook {
     /// The secrets that sign a delivery now: the current one first, then old ones still in grace.
     pub fn live_secrets(&self, now: DateTime<Utc>) -> Vec<&str> {
         let mut out = vec![self.secret.as_str()];
-        out.extend(self.previous_secrets.iter().filter(|p| p.expires_at > now).map(|p| p.secret.as_str()));
+        out.extend(
+            self.previous_secrets
+                .iter()
+                .filter(|p| p.expires_at > now)
+                .map(|p| p.secret.as_str()),
+        );
         out
     }
 
     /// True when an event of this tenant and type goes to this webhook.
     pub fn matches(&self, tenant_id: &str, event_type: &str) -> bool {
-        self.enabled && self.tenant_id == tenant_id && (self.event_type == "*" || self.event_type == event_type)
+        self.enabled
+            && self.tenant_id == tenant_id
+            && (self.event_type == "*" || self.event_type == event_type)
     }
 }
 
@@ -182,7 +201,11 @@ impl WebhookView {
             tenant_id: w.tenant_id.clone(),
             event_type: w.event_type.clone(),
             url: w.url.clone(),
-            secret: if reveal { w.secret.clone() } else { mask_secret(&w.secret) },
+            secret: if reveal {
+                w.secret.clone()
+            } else {
+                mask_secret(&w.secret)
+            },
             enabled: w.enabled,
             headers: w.headers.clone(),
             retry_config: w.retry,

@@ -80,16 +80,32 @@ pub struct Intake {
 
 impl Intake {
     /// Starts the intake task on the current runtime.
-    pub fn start(db: DbPool, registry: SharedRegistry, router: Addr<Router>, metrics: Metrics) -> Self {
+    pub fn start(
+        db: DbPool,
+        registry: SharedRegistry,
+        router: Addr<Router>,
+        metrics: Metrics,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(4096);
-        tokio::spawn(run(rx, IntakeCtx { db, registry, router, metrics }));
+        tokio::spawn(run(
+            rx,
+            IntakeCtx {
+                db,
+                registry,
+                router,
+                metrics,
+            },
+        ));
         Self { tx }
     }
 
     /// Commits events and their deliveries; returns once they are durable.
     pub async fn publish(&self, events: Vec<NewEvent>) -> Result<Accepted, IntakeError> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Request { events, reply }).await.map_err(|_| IntakeError::Closed)?;
+        self.tx
+            .send(Request { events, reply })
+            .await
+            .map_err(|_| IntakeError::Closed)?;
         rx.await.map_err(|_| IntakeError::Closed)?
     }
 }
@@ -122,7 +138,10 @@ async fn run(mut rx: mpsc::Receiver<Request>, ctx: IntakeCtx) {
 /// request cannot fail the others.
 async fn commit_group(ctx: &IntakeCtx, group: Vec<Request>) {
     let sizes: Vec<usize> = group.iter().map(|r| r.events.len()).collect();
-    let all: Vec<NewEvent> = group.iter().flat_map(|r| r.events.iter().cloned()).collect();
+    let all: Vec<NewEvent> = group
+        .iter()
+        .flat_map(|r| r.events.iter().cloned())
+        .collect();
     match commit(ctx, all).await {
         Ok(committed) => answer(group, &sizes, committed),
         Err(e) if group.len() == 1 => {
@@ -132,7 +151,10 @@ async fn commit_group(ctx: &IntakeCtx, group: Vec<Request>) {
         }
         Err(_) => {
             for r in group {
-                let result = commit(ctx, r.events.clone()).await.map(|c| accepted(&c)).map_err(IntakeError::Database);
+                let result = commit(ctx, r.events.clone())
+                    .await
+                    .map(|c| accepted(&c))
+                    .map_err(IntakeError::Database);
                 let _ = r.reply.send(result);
             }
         }
@@ -151,23 +173,36 @@ fn answer(group: Vec<Request>, sizes: &[usize], committed: Vec<CommittedEvent>) 
 fn accepted(c: &[CommittedEvent]) -> Accepted {
     Accepted {
         ids: c.iter().map(|e| e.event_id.clone()).collect(),
-        delivery_ids: c.iter().flat_map(|e| e.deliveries.iter().map(|d| d.delivery_id.clone())).collect(),
+        delivery_ids: c
+            .iter()
+            .flat_map(|e| e.deliveries.iter().map(|d| d.delivery_id.clone()))
+            .collect(),
     }
 }
 
 async fn commit(ctx: &IntakeCtx, events: Vec<NewEvent>) -> Result<Vec<CommittedEvent>, String> {
     let pending = prepare(&ctx.registry, events);
-    let payloads: Vec<Arc<str>> = pending.iter().map(|p| Arc::from(p.event.payload.as_str())).collect();
+    let payloads: Vec<Arc<str>> = pending
+        .iter()
+        .map(|p| Arc::from(p.event.payload.as_str()))
+        .collect();
     let window_start = (Utc::now() - chrono::Duration::hours(IDEMPOTENCY_WINDOW_HOURS)).naive_utc();
     let db = ctx.db.clone();
     // Spawned as its own task so that a commit in progress is never dropped half-way.
     let committed = tokio::spawn(async move {
         let mut conn = db.write().await.map_err(|e| e.to_string())?;
-        commit_events(&mut conn, pending, window_start).await.map_err(|e| e.to_string())
+        commit_events(&mut conn, pending, window_start)
+            .await
+            .map_err(|e| e.to_string())
     })
     .await
     .map_err(|e| e.to_string())??;
-    ctx.metrics.events_accepted.inc_by(committed.iter().filter(|c| !c.deliveries.is_empty()).count() as u64);
+    ctx.metrics.events_accepted.inc_by(
+        committed
+            .iter()
+            .filter(|c| !c.deliveries.is_empty())
+            .count() as u64,
+    );
     dispatch(ctx, &committed, &payloads);
     Ok(committed)
 }
@@ -182,7 +217,11 @@ fn prepare(registry: &SharedRegistry, events: Vec<NewEvent>) -> Vec<PendingEvent
             let now = e.accepted_at.naive_utc();
             let targets: Vec<i64> = match e.only_webhook {
                 Some(id) => vec![id],
-                None => reg.matching(&e.tenant_id, &e.event_type).iter().map(|w| w.id).collect(),
+                None => reg
+                    .matching(&e.tenant_id, &e.event_type)
+                    .iter()
+                    .map(|w| w.id)
+                    .collect(),
             };
             let deliveries = targets
                 .into_iter()

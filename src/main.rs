@@ -15,7 +15,9 @@ fn main() -> ExitCode {
     };
     init_logging(config.json_logs);
     let result = match cli.command.unwrap_or(Command::Serve) {
-        Command::Migrate => db::run_migrations(&config.database).map(|_| println!("migrations applied")),
+        Command::Migrate => {
+            db::run_migrations(&config.database).map(|_| println!("migrations applied"))
+        }
         Command::Serve => serve(config),
     };
     match result {
@@ -33,7 +35,9 @@ fn serve(config: Config) -> anyhow::Result<()> {
 fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {

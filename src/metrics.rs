@@ -1,7 +1,8 @@
 //! Prometheus metrics; every family exists from the start, at zero.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
 };
 
 /// The dispatcher's metric families.
@@ -30,29 +31,50 @@ impl Metrics {
     /// Registers every family.
     pub fn new() -> Self {
         let registry = Registry::new();
-        let deliveries =
-            IntCounterVec::new(Opts::new("beema_deliveries_total", "Deliveries that reached a final status"), &["status"])
-                .expect("valid metric");
-        let attempts = IntCounterVec::new(Opts::new("beema_attempts_total", "HTTP delivery attempts"), &["outcome"])
-            .expect("valid metric");
+        let deliveries = IntCounterVec::new(
+            Opts::new(
+                "beema_deliveries_total",
+                "Deliveries that reached a final status",
+            ),
+            &["status"],
+        )
+        .expect("valid metric");
+        let attempts = IntCounterVec::new(
+            Opts::new("beema_attempts_total", "HTTP delivery attempts"),
+            &["outcome"],
+        )
+        .expect("valid metric");
         let attempt_duration = HistogramVec::new(
-            HistogramOpts::new("beema_attempt_duration_seconds", "Latency of delivery attempts").buckets(vec![
+            HistogramOpts::new(
+                "beema_attempt_duration_seconds",
+                "Latency of delivery attempts",
+            )
+            .buckets(vec![
                 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
             ]),
             &[],
         )
         .expect("valid metric");
-        let queue_depth = IntGauge::new("beema_queue_depth", "Deliveries not yet final").expect("valid metric");
-        let circuit_open = IntGauge::new("beema_circuit_open", "Webhooks whose breaker is open").expect("valid metric");
+        let queue_depth =
+            IntGauge::new("beema_queue_depth", "Deliveries not yet final").expect("valid metric");
+        let circuit_open = IntGauge::new("beema_circuit_open", "Webhooks whose breaker is open")
+            .expect("valid metric");
         let actor_restarts =
-            IntCounter::new("beema_actor_restarts_total", "Webhook actor restarts").expect("valid metric");
+            IntCounter::new("beema_actor_restarts_total", "Webhook actor restarts")
+                .expect("valid metric");
         let recorder_batch = Histogram::with_opts(
-            HistogramOpts::new("beema_recorder_batch_size", "Outcomes written per recorder batch")
-                .buckets(vec![1.0, 4.0, 16.0, 64.0, 256.0, 1024.0]),
+            HistogramOpts::new(
+                "beema_recorder_batch_size",
+                "Outcomes written per recorder batch",
+            )
+            .buckets(vec![1.0, 4.0, 16.0, 64.0, 256.0, 1024.0]),
         )
         .expect("valid metric");
-        let events_accepted =
-            IntCounter::new("beema_events_accepted_total", "Events committed by the intake").expect("valid metric");
+        let events_accepted = IntCounter::new(
+            "beema_events_accepted_total",
+            "Events committed by the intake",
+        )
+        .expect("valid metric");
         for s in ["success", "failed", "cancelled"] {
             deliveries.with_label_values(&[s]);
         }
@@ -95,7 +117,10 @@ impl Metrics {
     /// The text exposition format.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
-        if TextEncoder::new().encode(&self.registry.gather(), &mut buf).is_err() {
+        if TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .is_err()
+        {
             return String::new();
         }
         String::from_utf8(buf).unwrap_or_default()

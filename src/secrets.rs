@@ -31,7 +31,9 @@ pub struct SecretCipher {
 
 impl std::fmt::Debug for SecretCipher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SecretCipher").field("enabled", &self.cipher.is_some()).finish()
+        f.debug_struct("SecretCipher")
+            .field("enabled", &self.cipher.is_some())
+            .finish()
     }
 }
 
@@ -39,15 +41,21 @@ impl SecretCipher {
     /// A cipher keyed by SHA-256 of a domain tag and the configured key; a no-op without a key.
     pub fn new(key: Option<&str>) -> Self {
         let cipher = key.map(|k| {
-            let digest = Sha256::new().chain_update(b"beema-webhooks/secret-at-rest/v1\0").chain_update(k).finalize();
-            XChaCha20Poly1305::new_from_slice(&digest).expect("SHA-256 output is a valid 32-byte key")
+            let digest = Sha256::new()
+                .chain_update(b"beema-webhooks/secret-at-rest/v1\0")
+                .chain_update(k)
+                .finalize();
+            XChaCha20Poly1305::new_from_slice(&digest)
+                .expect("SHA-256 output is a valid 32-byte key")
         });
         Self { cipher }
     }
 
     /// The value to store for a secret.
     pub fn seal(&self, secret: &str) -> String {
-        let Some(cipher) = &self.cipher else { return secret.to_string() };
+        let Some(cipher) = &self.cipher else {
+            return secret.to_string();
+        };
         let mut nonce = [0u8; NONCE_LEN];
         getrandom::fill(&mut nonce).expect("OS random source");
         let sealed = cipher
@@ -60,14 +68,18 @@ impl SecretCipher {
 
     /// The secret behind a stored value.
     pub fn open(&self, stored: &str) -> Result<String, SecretError> {
-        let Some(body) = stored.strip_prefix(PREFIX) else { return Ok(stored.to_string()) };
+        let Some(body) = stored.strip_prefix(PREFIX) else {
+            return Ok(stored.to_string());
+        };
         let cipher = self.cipher.as_ref().ok_or(SecretError::NoKey)?;
         let raw = B64.decode(body).map_err(|_| SecretError::Undecryptable)?;
         if raw.len() <= NONCE_LEN {
             return Err(SecretError::Undecryptable);
         }
         let (nonce, ct) = raw.split_at(NONCE_LEN);
-        let plain = cipher.decrypt(XNonce::from_slice(nonce), ct).map_err(|_| SecretError::Undecryptable)?;
+        let plain = cipher
+            .decrypt(XNonce::from_slice(nonce), ct)
+            .map_err(|_| SecretError::Undecryptable)?;
         String::from_utf8(plain).map_err(|_| SecretError::Undecryptable)
     }
 }
@@ -89,8 +101,14 @@ mod tests {
     #[test]
     fn wrong_or_missing_key_fails() {
         let sealed = SecretCipher::new(Some("k1")).seal("s");
-        assert!(matches!(SecretCipher::new(Some("k2")).open(&sealed), Err(SecretError::Undecryptable)));
-        assert!(matches!(SecretCipher::new(None).open(&sealed), Err(SecretError::NoKey)));
+        assert!(matches!(
+            SecretCipher::new(Some("k2")).open(&sealed),
+            Err(SecretError::Undecryptable)
+        ));
+        assert!(matches!(
+            SecretCipher::new(None).open(&sealed),
+            Err(SecretError::NoKey)
+        ));
     }
 
     #[test]

@@ -76,7 +76,8 @@ pub struct StartParams {
 /// Starts the recorder, the router and one actor per webhook (each picks up its waiting deliveries).
 pub fn start(p: StartParams) -> Actors {
     let pending = Arc::new(AtomicUsize::new(0));
-    let recorder = DeliveryRecorder::new(p.db.clone(), p.metrics.clone(), &p.tuning, pending.clone()).start();
+    let recorder =
+        DeliveryRecorder::new(p.db.clone(), p.metrics.clone(), &p.tuning, pending.clone()).start();
     let deps = Arc::new(WebhookDeps {
         db: p.db,
         recorder: recorder.clone(),
@@ -92,9 +93,17 @@ pub fn start(p: StartParams) -> Actors {
         initial.upsert(w.clone());
     }
     let registry: SharedRegistry = Arc::new(RwLock::new(initial));
-    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 8);
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 8);
     let arbiters: Vec<Arbiter> = (0..workers).map(|_| Arbiter::new()).collect();
     let handles = arbiters.iter().map(|a| a.handle()).collect();
     let router = Router::new(registry.clone(), deps, handles, p.webhooks, p.with_backlog).start();
-    Actors { router, recorder, registry, arbiters: Arc::new(arbiters) }
+    Actors {
+        router,
+        recorder,
+        registry,
+        arbiters: Arc::new(arbiters),
+    }
 }

@@ -74,11 +74,15 @@ impl DeliveryRecorder {
         let db = self.db.clone();
         // Spawned as its own task: a write is never dropped half-way (STACK.md, SQLite on actix).
         let task = tokio::spawn(write_with_retry(db, rows));
-        ctx.spawn(async move { task.await.is_ok() }.into_actor(self).map(move |_, act, ctx| {
-            act.writing = false;
-            act.pending.fetch_sub(n, Ordering::Relaxed);
-            act.write(ctx);
-        }));
+        ctx.spawn(
+            async move { task.await.is_ok() }
+                .into_actor(self)
+                .map(move |_, act, ctx| {
+                    act.writing = false;
+                    act.pending.fetch_sub(n, Ordering::Relaxed);
+                    act.write(ctx);
+                }),
+        );
     }
 }
 

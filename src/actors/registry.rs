@@ -28,7 +28,10 @@ impl Registry {
         ids.sort_unstable();
         let id = webhook.id;
         self.webhooks.insert(id, webhook);
-        self.statuses.entry(id).or_insert_with(|| Arc::new(WebhookStatus::default())).clone()
+        self.statuses
+            .entry(id)
+            .or_insert_with(|| Arc::new(WebhookStatus::default()))
+            .clone()
     }
 
     /// Forgets a webhook.
@@ -56,7 +59,12 @@ impl Registry {
         for ty in [event_type, "*"] {
             let key = (tenant_id.to_string(), ty.to_string());
             if let Some(ids) = self.by_route.get(&key) {
-                out.extend(ids.iter().filter_map(|id| self.webhooks.get(id)).filter(|w| w.enabled).cloned());
+                out.extend(
+                    ids.iter()
+                        .filter_map(|id| self.webhooks.get(id))
+                        .filter(|w| w.enabled)
+                        .cloned(),
+                );
             }
             if event_type == "*" {
                 break;
@@ -78,15 +86,22 @@ impl Registry {
 
     /// Every webhook, or a tenant's, in id order.
     pub fn all(&self, tenant_id: Option<&str>) -> Vec<Arc<Webhook>> {
-        let mut out: Vec<_> =
-            self.webhooks.values().filter(|w| tenant_id.is_none_or(|t| w.tenant_id == t)).cloned().collect();
+        let mut out: Vec<_> = self
+            .webhooks
+            .values()
+            .filter(|w| tenant_id.is_none_or(|t| w.tenant_id == t))
+            .cloned()
+            .collect();
         out.sort_by_key(|w| w.id);
         out
     }
 
     /// Number of webhooks whose breaker is open.
     pub fn open_circuits(&self) -> usize {
-        self.statuses.values().filter(|s| s.circuit_is_open()).count()
+        self.statuses
+            .values()
+            .filter(|s| s.circuit_is_open())
+            .count()
     }
 }
 
@@ -127,9 +142,17 @@ mod tests {
         r.upsert(hook(2, "a", "*", true));
         r.upsert(hook(3, "b", "claim/opened", true));
         r.upsert(hook(4, "a", "claim/opened", false));
-        let ids: Vec<i64> = r.matching("a", "claim/opened").iter().map(|w| w.id).collect();
+        let ids: Vec<i64> = r
+            .matching("a", "claim/opened")
+            .iter()
+            .map(|w| w.id)
+            .collect();
         assert_eq!(ids, vec![1, 2]);
-        let ids: Vec<i64> = r.matching("a", "policy/bound").iter().map(|w| w.id).collect();
+        let ids: Vec<i64> = r
+            .matching("a", "policy/bound")
+            .iter()
+            .map(|w| w.id)
+            .collect();
         assert_eq!(ids, vec![2]);
     }
 

@@ -34,12 +34,27 @@ impl Router {
         webhooks: Vec<Arc<Webhook>>,
         with_backlog: HashSet<i64>,
     ) -> Self {
-        Self { registry, deps, actors: HashMap::new(), arbiters, boot: Some((webhooks, with_backlog)) }
+        Self {
+            registry,
+            deps,
+            actors: HashMap::new(),
+            arbiters,
+            boot: Some((webhooks, with_backlog)),
+        }
     }
 
-    fn spawn_actor(&mut self, webhook: Arc<Webhook>, backlog: bool, me: Recipient<DisabledByReceiver>) {
+    fn spawn_actor(
+        &mut self,
+        webhook: Arc<Webhook>,
+        backlog: bool,
+        me: Recipient<DisabledByReceiver>,
+    ) {
         let id = webhook.id;
-        let status = self.registry.write().unwrap_or_else(|p| p.into_inner()).upsert(webhook.clone());
+        let status = self
+            .registry
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .upsert(webhook.clone());
         let deps = self.deps.clone();
         let arbiter = &self.arbiters[(id.unsigned_abs() as usize) % self.arbiters.len()];
         let addr = Supervisor::start_in_arbiter(arbiter, move |_| {
@@ -90,7 +105,10 @@ impl Handler<Upsert> for Router {
         let webhook = msg.0;
         match self.actors.get(&webhook.id) {
             Some(addr) => {
-                self.registry.write().unwrap_or_else(|p| p.into_inner()).upsert(webhook.clone());
+                self.registry
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .upsert(webhook.clone());
                 addr.do_send(Configure(webhook));
             }
             None => self.spawn_actor(webhook, false, ctx.address().recipient()),
@@ -102,7 +120,10 @@ impl Handler<Remove> for Router {
     type Result = ResponseFuture<()>;
 
     fn handle(&mut self, msg: Remove, _: &mut Self::Context) -> Self::Result {
-        self.registry.write().unwrap_or_else(|p| p.into_inner()).remove(msg.0);
+        self.registry
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(msg.0);
         let addr = self.actors.remove(&msg.0);
         // The address is dropped after Retire is handled, so the Supervisor lets the actor go.
         Box::pin(async move {
@@ -123,7 +144,10 @@ impl Handler<Dispatch> for Router {
         }
         for (id, jobs) in per_webhook {
             match self.actors.get(&id) {
-                Some(addr) => addr.do_send(Enqueue { jobs, force: msg.force }),
+                Some(addr) => addr.do_send(Enqueue {
+                    jobs,
+                    force: msg.force,
+                }),
                 None => self.cancel_orphans(jobs),
             }
         }
@@ -134,12 +158,19 @@ impl Handler<DisabledByReceiver> for Router {
     type Result = ();
 
     fn handle(&mut self, msg: DisabledByReceiver, _: &mut Self::Context) {
-        let current = self.registry.read().unwrap_or_else(|p| p.into_inner()).get(msg.webhook_id);
+        let current = self
+            .registry
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(msg.webhook_id);
         let Some(current) = current else { return };
         let mut w = (*current).clone();
         w.enabled = false;
         w.disabled_reason = Some(msg.reason.clone());
-        self.registry.write().unwrap_or_else(|p| p.into_inner()).upsert(Arc::new(w));
+        self.registry
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .upsert(Arc::new(w));
         let db = self.deps.db.clone();
         let now = crate::db::store::now();
         let changes = WebhookChanges {
@@ -150,9 +181,11 @@ impl Handler<DisabledByReceiver> for Router {
         };
         tokio::spawn(async move {
             let result = match db.write().await {
-                Ok(mut conn) => crate::db::store::webhooks::update_webhook(&mut conn, msg.webhook_id, &changes)
-                    .await
-                    .map_err(|e| e.to_string()),
+                Ok(mut conn) => {
+                    crate::db::store::webhooks::update_webhook(&mut conn, msg.webhook_id, &changes)
+                        .await
+                        .map_err(|e| e.to_string())
+                }
                 Err(e) => Err(e.to_string()),
             };
             if let Err(e) = result {

@@ -68,7 +68,12 @@ pub struct CircuitView {
 
 impl Default for CircuitView {
     fn default() -> Self {
-        Self { state: "closed".into(), consecutive_failures: 0, opened_at: None, retry_at: None }
+        Self {
+            state: "closed".into(),
+            consecutive_failures: 0,
+            opened_at: None,
+            retry_at: None,
+        }
     }
 }
 
@@ -170,7 +175,13 @@ impl WebhookStatus {
 
     /// Records a delivery reaching `success` (true) or `failed` (false).
     pub fn finished(&self, success: bool) {
-        self.with(|s| if success { s.delivered += 1 } else { s.failed += 1 });
+        self.with(|s| {
+            if success {
+                s.delivered += 1
+            } else {
+                s.failed += 1
+            }
+        });
     }
 
     /// True while the breaker is open.
@@ -189,7 +200,10 @@ impl WebhookStatus {
             restarts: s.restarts,
             circuit: s.circuit,
             rate_limit,
-            queue: QueueView { pending, in_flight: s.in_flight as u64 },
+            queue: QueueView {
+                pending,
+                in_flight: s.in_flight as u64,
+            },
             last_success_at: s.last_success_at,
             last_failure_at: s.last_failure_at,
             last_error: s.last_error,
@@ -197,7 +211,10 @@ impl WebhookStatus {
                 delivered: s.delivered,
                 failed: s.failed,
                 attempts: s.attempts,
-                latency_ms: LatencyView { p50: percentile(&sorted, 50), p99: percentile(&sorted, 99) },
+                latency_ms: LatencyView {
+                    p50: percentile(&sorted, 50),
+                    p99: percentile(&sorted, 99),
+                },
             },
         }
     }

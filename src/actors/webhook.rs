@@ -105,7 +105,10 @@ impl WebhookActor {
     /// (actix alone would kill the actor for good: STACK.md).
     fn guarded(&mut self, ctx: &mut Context<Self>, f: impl FnOnce(&mut Self, &mut Context<Self>)) {
         if std::panic::catch_unwind(AssertUnwindSafe(|| f(self, ctx))).is_err() {
-            tracing::error!(webhook_id = self.webhook.id, "webhook actor panicked; restarting");
+            tracing::error!(
+                webhook_id = self.webhook.id,
+                "webhook actor panicked; restarting"
+            );
             ctx.stop();
         }
     }
@@ -117,7 +120,8 @@ impl WebhookActor {
         }
         let now = Utc::now();
         self.promote_due(now);
-        let mut next_wake: Option<Duration> = self.waiting.keys().next().map(|(due, _)| until(now, *due));
+        let mut next_wake: Option<Duration> =
+            self.waiting.keys().next().map(|(due, _)| until(now, *due));
         if self.webhook.enabled {
             if let Some(wait) = self.start_ready(now, ctx) {
                 next_wake = Some(next_wake.map_or(wait, |w| w.min(wait)));
@@ -142,7 +146,11 @@ impl WebhookActor {
                 return Some(Duration::from_millis(20));
             }
             if !self.breaker.try_acquire(now) {
-                return Some(self.breaker.wait_time(now).unwrap_or(Duration::from_millis(50)));
+                return Some(
+                    self.breaker
+                        .wait_time(now)
+                        .unwrap_or(Duration::from_millis(50)),
+                );
             }
             if let Some(limiter) = &self.limiter {
                 if let Err(not_until) = limiter.check() {
@@ -160,7 +168,11 @@ impl WebhookActor {
     }
 
     fn promote_due(&mut self, now: DateTime<Utc>) {
-        let due: Vec<_> = self.waiting.range(..(now, String::from("\u{10FFFF}"))).map(|(k, _)| k.clone()).collect();
+        let due: Vec<_> = self
+            .waiting
+            .range(..(now, String::from("\u{10FFFF}")))
+            .map(|(k, _)| k.clone())
+            .collect();
         for key in due.into_iter().rev() {
             if let Some(job) = self.waiting.remove(&key) {
                 // A retry goes before newer deliveries: for an ordered webhook it is the head.
@@ -205,15 +217,24 @@ impl WebhookActor {
         self.in_flight.insert(job.delivery_id.clone());
         let webhook = self.webhook.clone();
         let policy = self.deps.policy.clone();
-        let out = Outgoing { delivery_id: job.delivery_id.clone(), event_type: job.event_type.clone(), payload: job.payload.clone() };
+        let out = Outgoing {
+            delivery_id: job.delivery_id.clone(),
+            event_type: job.event_type.clone(),
+            payload: job.payload.clone(),
+        };
         let attempt = async move { sender::send(client, &policy, &webhook, &out).await };
-        ctx.spawn(AssertUnwindSafe(attempt).catch_unwind().into_actor(self).map(move |res, act, ctx| match res {
-            Ok(result) => act.guarded(ctx, |a, c| {
-                a.finish(job, result, c);
-                a.pump(c);
-            }),
-            Err(_) => ctx.stop(),
-        }));
+        ctx.spawn(
+            AssertUnwindSafe(attempt)
+                .catch_unwind()
+                .into_actor(self)
+                .map(move |res, act, ctx| match res {
+                    Ok(result) => act.guarded(ctx, |a, c| {
+                        a.finish(job, result, c);
+                        a.pump(c);
+                    }),
+                    Err(_) => ctx.stop(),
+                }),
+        );
     }
 
     fn client(&mut self) -> reqwest::Result<reqwest::Client> {
@@ -234,21 +255,43 @@ impl WebhookActor {
         let success = result.is_success();
         let deps = self.deps.clone();
         let m = &deps.metrics;
-        m.attempts.with_label_values(&[if success { "success" } else { "failure" }]).inc();
-        m.attempt_duration.with_label_values(&[] as &[&str]).observe(result.duration.as_secs_f64());
-        self.status.attempt(now, latency_ms, if success { None } else { result.error.as_deref().or(Some("failed")) });
+        m.attempts
+            .with_label_values(&[if success { "success" } else { "failure" }])
+            .inc();
+        m.attempt_duration
+            .with_label_values(&[] as &[&str])
+            .observe(result.duration.as_secs_f64());
+        self.status.attempt(
+            now,
+            latency_ms,
+            if success {
+                None
+            } else {
+                result.error.as_deref().or(Some("failed"))
+            },
+        );
 
         let (status, next_at) = if success {
             self.breaker.on_success(now);
             ("success", None)
         } else if result.is_gone() {
+            // A probe answered with 410 neither closes nor reopens the breaker, but it must hand
+            // its permit back: left half-open with the probe "in flight", nothing would ever go
+            // out again once the webhook is re-enabled.
+            self.breaker.release_probe();
             self.disable_after_gone(now, ctx);
             ("failed", None)
         } else {
             self.breaker.on_failure(now);
-            let policy = RetryPolicy { max_attempts: self.webhook.retry.max_attempts, backoff_ms: self.webhook.retry.backoff_ms };
+            let policy = RetryPolicy {
+                max_attempts: self.webhook.retry.max_attempts,
+                backoff_ms: self.webhook.retry.backoff_ms,
+            };
             match decide(&policy, attempt_number, result.retry_after, random_jitter()) {
-                RetryDecision::Retry(delay) => ("retrying", Some(now + chrono::Duration::from_std(delay).unwrap_or_default())),
+                RetryDecision::Retry(delay) => (
+                    "retrying",
+                    Some(now + chrono::Duration::from_std(delay).unwrap_or_default()),
+                ),
                 RetryDecision::GiveUp => ("failed", None),
             }
         };
@@ -301,7 +344,10 @@ impl WebhookActor {
         w.enabled = false;
         w.disabled_reason = Some(reason.clone());
         self.webhook = Arc::new(w);
-        self.router.do_send(DisabledByReceiver { webhook_id: self.webhook.id, reason });
+        self.router.do_send(DisabledByReceiver {
+            webhook_id: self.webhook.id,
+            reason,
+        });
     }
 
     fn accept(&mut self, job: Job) {
@@ -356,7 +402,11 @@ impl WebhookActor {
                 self.fail_without_payload(&row);
                 continue;
             };
-            let due = if row.status == "retrying" { row.next_attempt_at.map(crate::domain::utc) } else { None };
+            let due = if row.status == "retrying" {
+                row.next_attempt_at.map(crate::domain::utc)
+            } else {
+                None
+            };
             self.accept(Job {
                 delivery_id: row.delivery_id,
                 event_id: row.event_id,
@@ -406,14 +456,19 @@ fn until(now: DateTime<Utc>, due: DateTime<Utc>) -> Duration {
 }
 
 fn breaker_config(w: &Webhook) -> BreakerConfig {
-    BreakerConfig { failure_threshold: w.breaker.failure_threshold, cooldown: Duration::from_millis(w.breaker.cooldown_ms) }
+    BreakerConfig {
+        failure_threshold: w.breaker.failure_threshold,
+        cooldown: Duration::from_millis(w.breaker.cooldown_ms),
+    }
 }
 
 fn build_limiter(w: &Webhook) -> Option<DefaultDirectRateLimiter> {
     let rl = w.rate_limit?;
     let per_second = NonZeroU32::new(rl.per_second)?;
     let burst = NonZeroU32::new(rl.burst).unwrap_or(per_second);
-    Some(RateLimiter::direct(Quota::per_second(per_second).allow_burst(burst)))
+    Some(RateLimiter::direct(
+        Quota::per_second(per_second).allow_burst(burst),
+    ))
 }
 
 impl Actor for WebhookActor {
@@ -433,6 +488,12 @@ impl Actor for WebhookActor {
 
 impl Supervised for WebhookActor {
     fn restarting(&mut self, _: &mut Self::Context) {
+        if self.retired {
+            // Stopped by `Retire` (webhook deleted): the Supervisor restarts it only because the
+            // router's address may not be dropped yet. Not a fault: count nothing; the idle actor
+            // ends once that address goes.
+            return;
+        }
         self.status.restarted();
         self.deps.metrics.actor_restarts.inc();
         self.reset();
@@ -459,7 +520,11 @@ impl Handler<Enqueue> for WebhookActor {
                 }
                 continue;
             }
-            if self.cursor.as_deref().is_none_or(|c| c < job.delivery_id.as_str()) {
+            if self
+                .cursor
+                .as_deref()
+                .is_none_or(|c| c < job.delivery_id.as_str())
+            {
                 self.cursor = Some(job.delivery_id.clone());
             }
             self.accept(job);

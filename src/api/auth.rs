@@ -31,7 +31,9 @@ impl Admin {
         if self.global || self.tenant.as_deref() == Some(tenant) {
             Ok(())
         } else {
-            Err(ApiError::forbidden("this resource belongs to another tenant"))
+            Err(ApiError::forbidden(
+                "this resource belongs to another tenant",
+            ))
         }
     }
 
@@ -62,20 +64,32 @@ fn same(a: &str, b: &str) -> bool {
 }
 
 fn bearer(req: &HttpRequest) -> ApiResult<Option<String>> {
-    let Some(v) = req.headers().get("authorization") else { return Ok(None) };
-    let v = v.to_str().map_err(|_| ApiError::unauthorized("malformed Authorization header"))?;
+    let Some(v) = req.headers().get("authorization") else {
+        return Ok(None);
+    };
+    let v = v
+        .to_str()
+        .map_err(|_| ApiError::unauthorized("malformed Authorization header"))?;
     match v.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
             Ok(Some(token.trim().to_string()))
         }
-        _ => Err(ApiError::unauthorized("Authorization must be `Bearer <token>`")),
+        _ => Err(ApiError::unauthorized(
+            "Authorization must be `Bearer <token>`",
+        )),
     }
 }
 
 /// The `X-Tenant-ID` header, validated.
 pub fn tenant_header(req: &HttpRequest) -> ApiResult<Option<String>> {
-    let Some(v) = req.headers().get(TENANT_HEADER) else { return Ok(None) };
-    let v = v.to_str().map_err(|_| ApiError::bad_param("X-Tenant-ID", "not valid text"))?;
+    let Some(v) = req.headers().get(TENANT_HEADER) else {
+        return Ok(None);
+    };
+    let v = v
+        .to_str()
+        .map_err(|_| ApiError::bad_param("X-Tenant-ID", "not valid text"))?;
     super::validate::tenant_id(v).map_err(|m| ApiError::bad_param("X-Tenant-ID", m))?;
     Ok(Some(v.to_string()))
 }
@@ -86,28 +100,50 @@ pub async fn admin(req: &HttpRequest, st: &AppState) -> ApiResult<Admin> {
     let cfg = &st.config;
     let Some(token) = bearer(req)? else {
         return match cfg.admin_token {
-            None => Ok(Admin { global: true, tenant: header_tenant, name: "admin".into() }),
+            None => Ok(Admin {
+                global: true,
+                tenant: header_tenant,
+                name: "admin".into(),
+            }),
             Some(_) => Err(ApiError::unauthorized("missing bearer token")),
         };
     };
     if cfg.admin_token.as_deref().is_some_and(|t| same(t, &token)) {
-        return Ok(Admin { global: true, tenant: header_tenant, name: "admin".into() });
+        return Ok(Admin {
+            global: true,
+            tenant: header_tenant,
+            name: "admin".into(),
+        });
     }
     if let Some(key) = find_key(st, &token).await? {
         if key.role != "admin" {
-            return Err(ApiError::forbidden("a publisher key can only publish events"));
+            return Err(ApiError::forbidden(
+                "a publisher key can only publish events",
+            ));
         }
         if header_tenant.as_deref().is_some_and(|t| t != key.tenant_id) {
             return Err(ApiError::forbidden("this key belongs to another tenant"));
         }
-        return Ok(Admin { global: false, tenant: Some(key.tenant_id), name: format!("key:{}", key.name) });
+        return Ok(Admin {
+            global: false,
+            tenant: Some(key.tenant_id),
+            name: format!("key:{}", key.name),
+        });
     }
     Err(ApiError::unauthorized("invalid credentials"))
 }
 
 /// Authenticates a publish call; `path_key` is the key of `/e/{key}`.
-pub async fn publisher(req: &HttpRequest, st: &AppState, path_key: Option<&str>) -> ApiResult<Publisher> {
-    let header_key = req.headers().get("x-beema-event-key").and_then(|v| v.to_str().ok()).map(str::to_string);
+pub async fn publisher(
+    req: &HttpRequest,
+    st: &AppState,
+    path_key: Option<&str>,
+) -> ApiResult<Publisher> {
+    let header_key = req
+        .headers()
+        .get("x-beema-event-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let presented = match path_key {
         Some(k) => Some(k.to_string()),
         None => header_key.or(bearer(req)?),
@@ -125,7 +161,9 @@ pub async fn publisher(req: &HttpRequest, st: &AppState, path_key: Option<&str>)
         return Ok(Publisher { tenant: None });
     }
     if let Some(k) = find_key(st, &key).await? {
-        return Ok(Publisher { tenant: Some(k.tenant_id) });
+        return Ok(Publisher {
+            tenant: Some(k.tenant_id),
+        });
     }
     // Open mode: the Inngest SDK always puts some key in the path.
     if cfg.event_key.is_none() && path_key.is_some() {

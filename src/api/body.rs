@@ -10,27 +10,49 @@ use serde_json::Value;
 use super::error::{ApiError, ApiResult};
 
 /// Reads a JSON body: `Content-Type` must be JSON, the size within `limit`, the bytes valid JSON.
-pub async fn read_json(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> ApiResult<Value> {
-    let ct = req.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
-    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    if mime != "application/json" && !(mime.starts_with("application/") && mime.ends_with("+json")) {
+pub async fn read_json(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> ApiResult<Value> {
+    let ct = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if mime != "application/json" && !(mime.starts_with("application/") && mime.ends_with("+json"))
+    {
         return Err(ApiError::unsupported_media());
     }
-    if let Some(len) = req.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok()) {
+    if let Some(len) = req
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+    {
         if len > limit {
             return Err(ApiError::too_large(limit));
         }
     }
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("could not read body: {e}")))?;
+        let chunk =
+            chunk.map_err(|e| ApiError::bad_request(format!("could not read body: {e}")))?;
         if body.len() + chunk.len() > limit {
             return Err(ApiError::too_large(limit));
         }
         body.extend_from_slice(&chunk);
     }
     if body.is_empty() {
-        return Err(ApiError::bad_request("request body is empty; expected JSON"));
+        return Err(ApiError::bad_request(
+            "request body is empty; expected JSON",
+        ));
     }
     // serde_json refuses nesting deeper than 128 levels, so hostile depth is a 400, not a stack overflow.
     serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))
@@ -45,7 +67,11 @@ pub fn from_value<T: DeserializeOwned>(value: Value, prefix: &str) -> ApiResult<
             (true, _) => path.clone(),
             (false, _) => format!("{prefix}.{path}"),
         };
-        let field = if field == "." { "body".to_string() } else { field };
+        let field = if field == "." {
+            "body".to_string()
+        } else {
+            field
+        };
         ApiError::validation(field, clean_serde_message(&e.inner().to_string()))
     })
 }
@@ -69,7 +95,10 @@ impl Query {
         let mut values = HashMap::new();
         for (k, v) in url::form_urlencoded::parse(req.query_string().as_bytes()) {
             if !allowed.contains(&k.as_ref()) {
-                return Err(ApiError::bad_param(&k, format!("unknown query parameter; allowed: {}", allowed.join(", "))));
+                return Err(ApiError::bad_param(
+                    &k,
+                    format!("unknown query parameter; allowed: {}", allowed.join(", ")),
+                ));
             }
             values.insert(k.into_owned(), v.into_owned());
         }
@@ -84,7 +113,10 @@ impl Query {
     /// An integer parameter.
     pub fn int(&self, name: &str) -> ApiResult<Option<i64>> {
         self.str(name)
-            .map(|v| v.parse::<i64>().map_err(|_| ApiError::bad_param(name, format!("`{v}` is not an integer"))))
+            .map(|v| {
+                v.parse::<i64>()
+                    .map_err(|_| ApiError::bad_param(name, format!("`{v}` is not an integer")))
+            })
             .transpose()
     }
 
@@ -94,7 +126,10 @@ impl Query {
             .map(|v| match v {
                 "true" => Ok(true),
                 "false" => Ok(false),
-                _ => Err(ApiError::bad_param(name, format!("`{v}` is not true or false"))),
+                _ => Err(ApiError::bad_param(
+                    name,
+                    format!("`{v}` is not true or false"),
+                )),
             })
             .transpose()
     }
@@ -111,5 +146,8 @@ impl Query {
 
 /// A numeric path id; anything else is a 400.
 pub fn path_id(raw: &str, what: &str) -> ApiResult<i64> {
-    raw.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| ApiError::bad_param(what, format!("`{raw}` is not an id")))
+    raw.parse::<i64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| ApiError::bad_param(what, format!("`{raw}` is not an id")))
 }

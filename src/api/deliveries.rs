@@ -21,9 +21,15 @@ use crate::domain::{truncate_body, AttemptView, DeliveryView, ALL_STATUSES, OPEN
 
 /// Routes of this resource (registered before `/api/webhooks/{id}`).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/api/webhooks/deliveries").route(web::get().to(list)).route(web::post().to(record)))
-        .service(web::resource("/api/webhooks/deliveries/{delivery_id}").route(web::get().to(get)))
-        .service(web::resource("/api/webhooks/deliveries/{delivery_id}/retry").route(web::post().to(retry)));
+    cfg.service(
+        web::resource("/api/webhooks/deliveries")
+            .route(web::get().to(list))
+            .route(web::post().to(record)),
+    )
+    .service(web::resource("/api/webhooks/deliveries/{delivery_id}").route(web::get().to(get)))
+    .service(
+        web::resource("/api/webhooks/deliveries/{delivery_id}/retry").route(web::post().to(retry)),
+    );
 }
 
 /// Body of `POST /api/webhooks/deliveries` (the seed's columns).
@@ -45,10 +51,24 @@ fn required<T>(v: Option<T>, field: &str) -> ApiResult<T> {
 
 async fn list(req: HttpRequest, st: web::Data<AppState>) -> ApiResult<HttpResponse> {
     let admin = auth::admin(&req, &st).await?;
-    let q = Query::parse(&req, &["webhook_id", "event_id", "status", "event_type", "limit", "before", "tenant_id"])?;
+    let q = Query::parse(
+        &req,
+        &[
+            "webhook_id",
+            "event_id",
+            "status",
+            "event_type",
+            "limit",
+            "before",
+            "tenant_id",
+        ],
+    )?;
     if let Some(s) = q.str("status") {
         if !ALL_STATUSES.contains(&s) {
-            return Err(ApiError::bad_param("status", format!("must be one of {}", ALL_STATUSES.join(", "))));
+            return Err(ApiError::bad_param(
+                "status",
+                format!("must be one of {}", ALL_STATUSES.join(", ")),
+            ));
         }
     }
     let tenant = match q.str("tenant_id") {
@@ -70,19 +90,27 @@ async fn list(req: HttpRequest, st: web::Data<AppState>) -> ApiResult<HttpRespon
     };
     let mut conn = st.db.read().await?;
     let rows = store::list_deliveries(&mut conn, &filter).await?;
-    let next_before = (rows.len() as i64 == limit).then(|| rows.last().map(|r| r.delivery_id.clone())).flatten();
+    let next_before = (rows.len() as i64 == limit)
+        .then(|| rows.last().map(|r| r.delivery_id.clone()))
+        .flatten();
     let views: Vec<DeliveryView> = rows.into_iter().map(DeliveryView::from).collect();
     Ok(HttpResponse::Ok().json(json!({ "deliveries": views, "next_before": next_before })))
 }
 
 async fn load(st: &AppState, admin: &Admin, id: &str) -> ApiResult<DeliveryRow> {
     let mut conn = st.db.read().await?;
-    let row = store::find_delivery(&mut conn, id).await?.ok_or_else(|| ApiError::not_found(format!("delivery {id} not found")))?;
+    let row = store::find_delivery(&mut conn, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("delivery {id} not found")))?;
     admin.check_tenant(&row.tenant_id)?;
     Ok(row)
 }
 
-async fn get(req: HttpRequest, st: web::Data<AppState>, id: web::Path<String>) -> ApiResult<HttpResponse> {
+async fn get(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
     let admin = auth::admin(&req, &st).await?;
     let row = load(&st, &admin, &id).await?;
     let mut conn = st.db.read().await?;
@@ -92,9 +120,16 @@ async fn get(req: HttpRequest, st: web::Data<AppState>, id: web::Path<String>) -
     Ok(HttpResponse::Ok().json(view))
 }
 
-async fn record(req: HttpRequest, st: web::Data<AppState>, payload: web::Payload) -> ApiResult<HttpResponse> {
+async fn record(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    payload: web::Payload,
+) -> ApiResult<HttpResponse> {
     let admin = auth::admin(&req, &st).await?;
-    let input: RecordInput = from_value(read_json(&req, payload, st.config.max_body_bytes).await?, "")?;
+    let input: RecordInput = from_value(
+        read_json(&req, payload, st.config.max_body_bytes).await?,
+        "",
+    )?;
     let webhook_id = required(input.webhook_id, "webhook_id")?;
     let event_id = required(input.event_id, "event_id")?;
     let event_type = required(input.event_type, "event_type")?;
@@ -104,17 +139,24 @@ async fn record(req: HttpRequest, st: web::Data<AppState>, payload: web::Payload
     }
     super::validate::event_name(&event_type).map_err(|m| ApiError::validation("event_type", m))?;
     if !ALL_STATUSES.contains(&status.as_str()) {
-        return Err(ApiError::validation("status", format!("must be one of {}", ALL_STATUSES.join(", "))));
+        return Err(ApiError::validation(
+            "status",
+            format!("must be one of {}", ALL_STATUSES.join(", ")),
+        ));
     }
     if let Some(code) = input.status_code {
-        super::validate::range(code, 100, 599).map_err(|m| ApiError::validation("status_code", m))?;
+        super::validate::range(code, 100, 599)
+            .map_err(|m| ApiError::validation("status_code", m))?;
     }
     let attempt_number = input.attempt_number.unwrap_or(1);
-    super::validate::range(attempt_number, 0, 1000).map_err(|m| ApiError::validation("attempt_number", m))?;
+    super::validate::range(attempt_number, 0, 1000)
+        .map_err(|m| ApiError::validation("attempt_number", m))?;
     let mut conn = st.db.write().await?;
     let webhook = webhooks::find_webhook(&mut conn, webhook_id)
         .await?
-        .ok_or_else(|| ApiError::validation("webhook_id", format!("webhook {webhook_id} does not exist")))?;
+        .ok_or_else(|| {
+            ApiError::validation("webhook_id", format!("webhook {webhook_id} does not exist"))
+        })?;
     admin.check_tenant(&webhook.tenant_id)?;
     let now = Utc::now().naive_utc();
     let row = DeliveryRow {
@@ -141,11 +183,24 @@ async fn record(req: HttpRequest, st: web::Data<AppState>, payload: web::Payload
     Ok(HttpResponse::Created().json(DeliveryView::from(stored)))
 }
 
-async fn retry(req: HttpRequest, st: web::Data<AppState>, id: web::Path<String>) -> ApiResult<HttpResponse> {
+async fn retry(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
     let admin = auth::admin(&req, &st).await?;
     let row = load(&st, &admin, &id).await?;
-    if st.actors.registry.read().unwrap_or_else(|p| p.into_inner()).get(row.webhook_id).is_none() {
-        return Err(ApiError::conflict("the webhook of this delivery was deleted"));
+    if st
+        .actors
+        .registry
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(row.webhook_id)
+        .is_none()
+    {
+        return Err(ApiError::conflict(
+            "the webhook of this delivery was deleted",
+        ));
     }
     let mut conn = st.db.write().await?;
     let reopened = store::reopen_delivery(&mut conn, &row.delivery_id, Utc::now().naive_utc())
@@ -153,7 +208,8 @@ async fn retry(req: HttpRequest, st: web::Data<AppState>, id: web::Path<String>)
         .ok_or_else(|| ApiError::conflict("the delivery is not finished yet"))?;
     drop(conn);
     hand_to_router(&st, &reopened).await?;
-    Ok(HttpResponse::Accepted().json(json!({ "delivery_id": reopened.delivery_id, "status": "pending" })))
+    Ok(HttpResponse::Accepted()
+        .json(json!({ "delivery_id": reopened.delivery_id, "status": "pending" })))
 }
 
 /// Gives an open delivery to its webhook's actor (it may sit below the actor's paging cursor).
@@ -185,6 +241,9 @@ async fn hand_to_router(st: &AppState, row: &DeliveryRow) -> ApiResult<()> {
         attempts_made: u32::try_from(row.attempt_number).unwrap_or(0),
         due: None,
     };
-    st.actors.router.do_send(Dispatch { jobs: vec![(row.webhook_id, job)], force: true });
+    st.actors.router.do_send(Dispatch {
+        jobs: vec![(row.webhook_id, job)],
+        force: true,
+    });
     Ok(())
 }

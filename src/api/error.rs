@@ -35,7 +35,12 @@ struct Inner<'a> {
 
 impl ApiError {
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), field: None }
+        Self {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+        }
     }
 
     /// 400: malformed JSON or parameters.
@@ -45,7 +50,10 @@ impl ApiError {
 
     /// 400 naming a query or path parameter.
     pub fn bad_param(field: &str, message: impl Into<String>) -> Self {
-        Self { field: Some(field.to_string()), ..Self::new(StatusCode::BAD_REQUEST, "invalid_parameter", message) }
+        Self {
+            field: Some(field.to_string()),
+            ..Self::new(StatusCode::BAD_REQUEST, "invalid_parameter", message)
+        }
     }
 
     /// 401: missing or wrong credentials.
@@ -70,19 +78,34 @@ impl ApiError {
 
     /// 413: body over the limit.
     pub fn too_large(limit: usize) -> Self {
-        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("request body exceeds {limit} bytes"))
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("request body exceeds {limit} bytes"),
+        )
     }
 
     /// 415: not JSON.
     pub fn unsupported_media() -> Self {
-        Self::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "Content-Type must be application/json")
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "Content-Type must be application/json",
+        )
     }
 
     /// 422: well-formed but invalid, naming the field.
     pub fn validation(field: impl Into<String>, message: impl Into<String>) -> Self {
         let field = field.into();
         let message = format!("{field}: {}", message.into());
-        Self { field: Some(field), ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", message) }
+        Self {
+            field: Some(field),
+            ..Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                message,
+            )
+        }
     }
 
     /// 503: database unreachable or shutting down.
@@ -105,7 +128,11 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         HttpResponse::build(self.status).json(Body {
-            error: Inner { code: self.code, message: &self.message, field: self.field.as_deref() },
+            error: Inner {
+                code: self.code,
+                message: &self.message,
+                field: self.field.as_deref(),
+            },
         })
     }
 }
@@ -114,6 +141,18 @@ impl From<diesel::result::Error> for ApiError {
     fn from(e: diesel::result::Error) -> Self {
         match e {
             diesel::result::Error::NotFound => ApiError::not_found("not found"),
+            // PostgreSQL text cannot hold U+0000 (SQLSTATE 22021 / 22P05): the client sent it, so
+            // this is a 400, not "database unavailable".
+            diesel::result::Error::DatabaseError(_, info)
+                if info
+                    .message()
+                    .contains("invalid byte sequence for encoding")
+                    || info
+                        .message()
+                        .contains("unsupported Unicode escape sequence") =>
+            {
+                ApiError::bad_request("text must not contain NUL (\\u0000) characters")
+            }
             other => ApiError::unavailable(format!("database error: {other}")),
         }
     }

@@ -81,14 +81,26 @@ pub fn build_event(
 }
 
 /// Validates one event; `at` prefixes field names in a batch.
-fn parse_one(raw: Value, at: &str, header_tenant: Option<&str>, publisher: &Publisher) -> ApiResult<NewEvent> {
+fn parse_one(
+    raw: Value,
+    at: &str,
+    header_tenant: Option<&str>,
+    publisher: &Publisher,
+) -> ApiResult<NewEvent> {
     if !raw.is_object() {
-        let field = if at.is_empty() { "body" } else { at.trim_end_matches('.') };
+        let field = if at.is_empty() {
+            "body"
+        } else {
+            at.trim_end_matches('.')
+        };
         return Err(ApiError::validation(field, "must be an event object"));
     }
     let input: EventInput = from_value(raw, at.trim_end_matches('.'))?;
     let f = |name: &str| format!("{at}{name}");
-    let name = input.event.or(input.name).ok_or_else(|| ApiError::validation(f("event"), "is required"))?;
+    let name = input
+        .event
+        .or(input.name)
+        .ok_or_else(|| ApiError::validation(f("event"), "is required"))?;
     validate::event_name(&name).map_err(|m| ApiError::validation(f("event"), m))?;
     let data = input.data.unwrap_or_else(|| json!({}));
     if !data.is_object() {
@@ -99,47 +111,71 @@ fn parse_one(raw: Value, at: &str, header_tenant: Option<&str>, publisher: &Publ
         Some(Value::Null) | None => header_tenant
             .map(str::to_string)
             .or_else(|| publisher.tenant.clone())
-            .ok_or_else(|| ApiError::validation(f("data.tenantId"), "is required (or send X-Tenant-ID)"))?,
+            .ok_or_else(|| {
+                ApiError::validation(f("data.tenantId"), "is required (or send X-Tenant-ID)")
+            })?,
         Some(_) => return Err(ApiError::validation(f("data.tenantId"), "must be a string")),
     };
     validate::tenant_id(&tenant).map_err(|m| ApiError::validation(f("data.tenantId"), m))?;
     if publisher.tenant.as_deref().is_some_and(|t| t != tenant) {
-        return Err(ApiError::forbidden(format!("this key cannot publish for tenant {tenant}")));
+        return Err(ApiError::forbidden(format!(
+            "this key cannot publish for tenant {tenant}"
+        )));
     }
     let user = input.user.unwrap_or_else(|| json!({}));
     if !(user.is_object() || user.is_null()) {
         return Err(ApiError::validation(f("user"), "must be an object"));
     }
     if let Some(id) = &input.id {
-        if id.is_empty() || id.chars().count() > 256 {
-            return Err(ApiError::validation(f("id"), "must be 1–256 characters"));
+        // NUL cannot be stored in PostgreSQL text (it would fail the commit with a 503).
+        if id.is_empty() || id.chars().count() > 256 || id.contains('\0') {
+            return Err(ApiError::validation(
+                f("id"),
+                "must be 1–256 characters without NUL",
+            ));
         }
     }
     let at_time = event_time(input.ts, input.timestamp.as_deref(), &f)?;
-    Ok(build_event(&name, &tenant, &data, &user, input.id, at_time, None))
+    Ok(build_event(
+        &name, &tenant, &data, &user, input.id, at_time, None,
+    ))
 }
 
-fn event_time(ts: Option<i64>, timestamp: Option<&str>, f: &dyn Fn(&str) -> String) -> ApiResult<DateTime<Utc>> {
+fn event_time(
+    ts: Option<i64>,
+    timestamp: Option<&str>,
+    f: &dyn Fn(&str) -> String,
+) -> ApiResult<DateTime<Utc>> {
     if let Some(s) = timestamp {
         return DateTime::parse_from_rfc3339(s)
             .map(|t| t.with_timezone(&Utc))
             .map_err(|_| ApiError::validation(f("timestamp"), "must be an RFC 3339 date-time"));
     }
     if let Some(ms) = ts {
-        return Utc.timestamp_millis_opt(ms).single().ok_or_else(|| ApiError::validation(f("ts"), "must be milliseconds since the epoch"));
+        return Utc
+            .timestamp_millis_opt(ms)
+            .single()
+            .ok_or_else(|| ApiError::validation(f("ts"), "must be milliseconds since the epoch"));
     }
     Ok(Utc::now())
 }
 
 /// Validates a request body: one event or an array of up to [`MAX_BATCH`], all or nothing.
-fn parse_events(body: Value, header_tenant: Option<&str>, publisher: &Publisher) -> ApiResult<Vec<NewEvent>> {
+fn parse_events(
+    body: Value,
+    header_tenant: Option<&str>,
+    publisher: &Publisher,
+) -> ApiResult<Vec<NewEvent>> {
     match body {
         Value::Array(items) => {
             if items.is_empty() {
                 return Err(ApiError::validation("body", "expected at least one event"));
             }
             if items.len() > MAX_BATCH {
-                return Err(ApiError::validation("body", format!("at most {MAX_BATCH} events per request")));
+                return Err(ApiError::validation(
+                    "body",
+                    format!("at most {MAX_BATCH} events per request"),
+                ));
             }
             items
                 .into_iter()
@@ -156,9 +192,16 @@ fn parse_events(body: Value, header_tenant: Option<&str>, publisher: &Publisher)
     }
 }
 
-async fn accept(req: &HttpRequest, st: &AppState, payload: web::Payload, path_key: Option<&str>) -> ApiResult<crate::intake::Accepted> {
+async fn accept(
+    req: &HttpRequest,
+    st: &AppState,
+    payload: web::Payload,
+    path_key: Option<&str>,
+) -> ApiResult<crate::intake::Accepted> {
     if st.draining.load(std::sync::atomic::Ordering::Relaxed) {
-        return Err(ApiError::unavailable("shutting down; publish again to another node or later"));
+        return Err(ApiError::unavailable(
+            "shutting down; publish again to another node or later",
+        ));
     }
     let publisher = auth::publisher(req, st, path_key).await?;
     let header_tenant = auth::tenant_header(req)?;
@@ -169,10 +212,17 @@ async fn accept(req: &HttpRequest, st: &AppState, payload: web::Payload, path_ke
     }
     let body = read_json(req, payload, st.config.max_body_bytes).await?;
     let events = parse_events(body, header_tenant.as_deref(), &publisher)?;
-    st.intake.publish(events).await.map_err(|e| ApiError::unavailable(e.to_string()))
+    st.intake
+        .publish(events)
+        .await
+        .map_err(|e| ApiError::unavailable(e.to_string()))
 }
 
-async fn publish_api(req: HttpRequest, st: web::Data<AppState>, payload: web::Payload) -> ApiResult<HttpResponse> {
+async fn publish_api(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    payload: web::Payload,
+) -> ApiResult<HttpResponse> {
     let a = accept(&req, &st, payload, None).await?;
     Ok(HttpResponse::Accepted().json(json!({ "ids": a.ids, "deliveries": a.delivery_ids.len() })))
 }
@@ -198,7 +248,15 @@ mod tests {
 
     #[test]
     fn payload_has_the_contract_shape() {
-        let e = build_event("claim/opened", "t1", &json!({"a": 1}), &json!({}), None, Utc.timestamp_opt(1_760_000_000, 0).unwrap(), None);
+        let e = build_event(
+            "claim/opened",
+            "t1",
+            &json!({"a": 1}),
+            &json!({}),
+            None,
+            Utc.timestamp_opt(1_760_000_000, 0).unwrap(),
+            None,
+        );
         let v: Value = serde_json::from_str(&e.payload).unwrap();
         assert_eq!(v["event"], "claim/opened");
         assert_eq!(v["id"], e.event_id);
@@ -208,7 +266,12 @@ mod tests {
 
     #[test]
     fn tenant_comes_from_data_then_header() {
-        let ev = parse_events(json!({"name": "a/b", "data": {"tenantId": "t1"}}), Some("t2"), &open()).unwrap();
+        let ev = parse_events(
+            json!({"name": "a/b", "data": {"tenantId": "t1"}}),
+            Some("t2"),
+            &open(),
+        )
+        .unwrap();
         assert_eq!(ev[0].tenant_id, "t1");
         let ev = parse_events(json!({"event": "a/b"}), Some("t2"), &open()).unwrap();
         assert_eq!(ev[0].tenant_id, "t2");
@@ -218,15 +281,23 @@ mod tests {
 
     #[test]
     fn a_batch_names_the_bad_index() {
-        let err = parse_events(json!([{"event": "a", "data": {"tenantId": "t"}}, {"data": {"tenantId": "t"}}]), None, &open()).unwrap_err();
+        let err = parse_events(
+            json!([{"event": "a", "data": {"tenantId": "t"}}, {"data": {"tenantId": "t"}}]),
+            None,
+            &open(),
+        )
+        .unwrap_err();
         assert_eq!(err.field.as_deref(), Some("[1].event"));
         assert!(err.message.contains("event 1"));
     }
 
     #[test]
     fn bound_keys_cannot_publish_for_others() {
-        let p = Publisher { tenant: Some("t1".into()) };
-        let err = parse_events(json!({"event": "a", "data": {"tenantId": "t2"}}), None, &p).unwrap_err();
+        let p = Publisher {
+            tenant: Some("t1".into()),
+        };
+        let err =
+            parse_events(json!({"event": "a", "data": {"tenantId": "t2"}}), None, &p).unwrap_err();
         assert_eq!(err.status, actix_web::http::StatusCode::FORBIDDEN);
     }
 }

@@ -45,12 +45,22 @@ async fn metrics(req: HttpRequest, st: web::Data<AppState>) -> ApiResult<HttpRes
             st.metrics.queue_depth.set(n);
         }
     }
-    let open = st.actors.registry.read().unwrap_or_else(|p| p.into_inner()).open_circuits();
+    let open = st
+        .actors
+        .registry
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .open_circuits();
     st.metrics.circuit_open.set(open as i64);
-    Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(st.metrics.render()))
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(st.metrics.render()))
 }
 
-async fn views(st: &AppState, webhooks: Vec<std::sync::Arc<Webhook>>) -> ApiResult<Vec<HealthView>> {
+async fn views(
+    st: &AppState,
+    webhooks: Vec<std::sync::Arc<Webhook>>,
+) -> ApiResult<Vec<HealthView>> {
     let ids: Vec<i64> = webhooks.iter().map(|w| w.id).collect();
     let mut conn = st.db.read().await?;
     let counts = deliveries::open_counts(&mut conn, &ids).await?;
@@ -67,19 +77,35 @@ async fn views(st: &AppState, webhooks: Vec<std::sync::Arc<Webhook>>) -> ApiResu
         .collect())
 }
 
-async fn one_webhook(req: HttpRequest, st: web::Data<AppState>, id: web::Path<String>) -> ApiResult<HttpResponse> {
+async fn one_webhook(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
     let admin = auth::admin(&req, &st).await?;
     let id = path_id(&id, "id")?;
-    let w = st.actors.registry.read().unwrap_or_else(|p| p.into_inner()).get(id);
+    let w = st
+        .actors
+        .registry
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(id);
     let w = w.ok_or_else(|| ApiError::not_found(format!("webhook {id} not found")))?;
     admin.check_tenant(&w.tenant_id)?;
     let mut v = views(&st, vec![w]).await?;
-    let one = v.pop().ok_or_else(|| ApiError::not_found(format!("webhook {id} not found")))?;
+    let one = v
+        .pop()
+        .ok_or_else(|| ApiError::not_found(format!("webhook {id} not found")))?;
     Ok(HttpResponse::Ok().json(one))
 }
 
 async fn all_webhooks(req: HttpRequest, st: web::Data<AppState>) -> ApiResult<HttpResponse> {
     let admin = auth::admin(&req, &st).await?;
-    let list = st.actors.registry.read().unwrap_or_else(|p| p.into_inner()).all(admin.tenant.as_deref());
+    let list = st
+        .actors
+        .registry
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .all(admin.tenant.as_deref());
     Ok(HttpResponse::Ok().json(json!({ "webhooks": views(&st, list).await? })))
 }

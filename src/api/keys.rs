@@ -19,8 +19,12 @@ use crate::domain::utc;
 
 /// Routes of this resource.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/api/keys").route(web::get().to(list)).route(web::post().to(create)))
-        .service(web::resource("/api/keys/{key_id}").route(web::delete().to(revoke)));
+    cfg.service(
+        web::resource("/api/keys")
+            .route(web::get().to(list))
+            .route(web::post().to(create)),
+    )
+    .service(web::resource("/api/keys/{key_id}").route(web::delete().to(revoke)));
 }
 
 /// Body of `POST /api/keys`.
@@ -47,7 +51,14 @@ pub struct KeyView {
 
 impl From<ApiKeyRow> for KeyView {
     fn from(r: ApiKeyRow) -> Self {
-        Self { key_id: r.key_id, tenant_id: r.tenant_id, role: r.role, name: r.name, created_at: utc(r.created_at), key: None }
+        Self {
+            key_id: r.key_id,
+            tenant_id: r.tenant_id,
+            role: r.role,
+            name: r.name,
+            created_at: utc(r.created_at),
+            key: None,
+        }
     }
 }
 
@@ -58,12 +69,23 @@ fn new_key() -> String {
     format!("bk_{}", URL_SAFE_NO_PAD.encode(raw))
 }
 
-async fn create(req: HttpRequest, st: web::Data<AppState>, payload: web::Payload) -> ApiResult<HttpResponse> {
+async fn create(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    payload: web::Payload,
+) -> ApiResult<HttpResponse> {
     auth::admin(&req, &st).await?.require_global()?;
-    let input: KeyInput = from_value(read_json(&req, payload, st.config.max_body_bytes).await?, "")?;
-    let tenant = input.tenant_id.ok_or_else(|| ApiError::validation("tenant_id", "is required"))?;
+    let input: KeyInput = from_value(
+        read_json(&req, payload, st.config.max_body_bytes).await?,
+        "",
+    )?;
+    let tenant = input
+        .tenant_id
+        .ok_or_else(|| ApiError::validation("tenant_id", "is required"))?;
     validate::tenant_id(&tenant).map_err(|m| ApiError::validation("tenant_id", m))?;
-    let role = input.role.ok_or_else(|| ApiError::validation("role", "is required"))?;
+    let role = input
+        .role
+        .ok_or_else(|| ApiError::validation("role", "is required"))?;
     if role != "admin" && role != "publisher" {
         return Err(ApiError::validation("role", "must be admin or publisher"));
     }
@@ -89,11 +111,19 @@ async fn create(req: HttpRequest, st: web::Data<AppState>, payload: web::Payload
 async fn list(req: HttpRequest, st: web::Data<AppState>) -> ApiResult<HttpResponse> {
     auth::admin(&req, &st).await?.require_global()?;
     let mut conn = st.db.read().await?;
-    let keys: Vec<KeyView> = store::list_keys(&mut conn).await?.into_iter().map(KeyView::from).collect();
+    let keys: Vec<KeyView> = store::list_keys(&mut conn)
+        .await?
+        .into_iter()
+        .map(KeyView::from)
+        .collect();
     Ok(HttpResponse::Ok().json(json!({ "keys": keys })))
 }
 
-async fn revoke(req: HttpRequest, st: web::Data<AppState>, key_id: web::Path<String>) -> ApiResult<HttpResponse> {
+async fn revoke(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    key_id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
     auth::admin(&req, &st).await?.require_global()?;
     let mut conn = st.db.write().await?;
     if !store::revoke_key(&mut conn, &key_id, Utc::now().naive_utc()).await? {

@@ -3,15 +3,21 @@
 /// 1–200 characters.
 pub fn webhook_name(v: &str) -> Result<(), String> {
     let n = v.chars().count();
-    if n == 0 || n > 200 || v.trim().is_empty() {
-        return Err("must be 1–200 characters".into());
+    // NUL cannot be stored in PostgreSQL text: refused on every backend alike.
+    if n == 0 || n > 200 || v.trim().is_empty() || v.contains('\0') {
+        return Err("must be 1–200 characters without NUL".into());
     }
     Ok(())
 }
 
 /// 1–128 characters of `[A-Za-z0-9_.:-]`.
 pub fn tenant_id(v: &str) -> Result<(), String> {
-    if v.is_empty() || v.len() > 128 || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b)) {
+    if v.is_empty()
+        || v.len() > 128
+        || !v
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b))
+    {
         return Err("must be 1–128 characters of A-Z a-z 0-9 _ . : -".into());
     }
     Ok(())
@@ -27,7 +33,12 @@ pub fn event_type(v: &str) -> Result<(), String> {
 
 /// An event's name: 1–256 characters of `[A-Za-z0-9_.:/-]` (no wildcard).
 pub fn event_name(v: &str) -> Result<(), String> {
-    if v.is_empty() || v.len() > 256 || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.:/-".contains(&b)) {
+    if v.is_empty()
+        || v.len() > 256
+        || !v
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.:/-".contains(&b))
+    {
         return Err("must be `*` or 1–256 characters of A-Z a-z 0-9 _ . : / -".into());
     }
     Ok(())
@@ -36,11 +47,20 @@ pub fn event_name(v: &str) -> Result<(), String> {
 /// A custom header: a valid name that does not collide with the protocol's own, and a valid value.
 pub fn header(name: &str, value: &str) -> Result<(), String> {
     let lower = name.to_ascii_lowercase();
-    if ["host", "content-length", "content-type", "transfer-encoding", "connection"].contains(&lower.as_str())
+    if [
+        "host",
+        "content-length",
+        "content-type",
+        "transfer-encoding",
+        "connection",
+    ]
+    .contains(&lower.as_str())
         || lower.starts_with("x-beema-")
         || lower.starts_with("webhook-")
     {
-        return Err(format!("`{name}` is set by the dispatcher and cannot be overridden"));
+        return Err(format!(
+            "`{name}` is set by the dispatcher and cannot be overridden"
+        ));
     }
     if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
         return Err(format!("`{name}` is not a valid header name"));
@@ -94,7 +114,14 @@ mod tests {
     #[test]
     fn headers() {
         assert!(header("Authorization", "Bearer t").is_ok());
-        for bad in ["Host", "content-length", "Content-Type", "X-Beema-Signature", "webhook-id", "bad name"] {
+        for bad in [
+            "Host",
+            "content-length",
+            "Content-Type",
+            "X-Beema-Signature",
+            "webhook-id",
+            "bad name",
+        ] {
             assert!(header(bad, "v").is_err(), "{bad}");
         }
         assert!(header("X-Ok", "line\nbreak").is_err());

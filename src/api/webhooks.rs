@@ -19,7 +19,8 @@ use crate::db::store::webhooks::{self as store, WebhookFilter};
 use crate::delivery::signing::generate_secret;
 use crate::delivery::ssrf::{check_url, TargetError};
 use crate::domain::{
-    BreakerSettings, PreviousSecret, RateLimit, RetryConfig, Webhook, WebhookView, MAX_PREVIOUS_SECRETS,
+    BreakerSettings, PreviousSecret, RateLimit, RetryConfig, Webhook, WebhookView,
+    MAX_PREVIOUS_SECRETS,
 };
 
 /// Routes of this resource.
@@ -164,13 +165,19 @@ fn resolve(input: &WebhookInput, base: Option<&Webhook>) -> ApiResult<Resolved> 
         Some(h) => resolve_headers(h)?,
         None => base.map(|b| b.headers.clone()).unwrap_or_default(),
     };
-    let retry = resolve_retry(input.retry_config.as_ref(), base.map(|b| b.retry).unwrap_or_default())?;
+    let retry = resolve_retry(
+        input.retry_config.as_ref(),
+        base.map(|b| b.retry).unwrap_or_default(),
+    )?;
     let rate_limit = match &input.rate_limit {
         Some(Some(r)) => Some(resolve_rate_limit(r)?),
         Some(None) => None,
         None => base.and_then(|b| b.rate_limit),
     };
-    let breaker = resolve_breaker(input.circuit_breaker.as_ref(), base.map(|b| b.breaker).unwrap_or_default())?;
+    let breaker = resolve_breaker(
+        input.circuit_breaker.as_ref(),
+        base.map(|b| b.breaker).unwrap_or_default(),
+    )?;
     let timeout_ms = match input.timeout_ms {
         Some(t) => {
             check("timeout_ms", validate::range(t, 100, 120_000))?;
@@ -196,7 +203,9 @@ fn resolve_headers(h: &BTreeMap<String, Value>) -> ApiResult<BTreeMap<String, St
     let mut out = BTreeMap::new();
     for (k, v) in h {
         let field = format!("headers.{k}");
-        let Value::String(s) = v else { return Err(ApiError::validation(field, "header values must be strings")) };
+        let Value::String(s) = v else {
+            return Err(ApiError::validation(field, "header values must be strings"));
+        };
         check(&field, validate::header(k, s))?;
         out.insert(k.clone(), s.clone());
     }
@@ -208,25 +217,51 @@ fn resolve_retry(input: Option<&RetryInput>, base: RetryConfig) -> ApiResult<Ret
     let max = r.max_attempts.unwrap_or(i64::from(base.max_attempts));
     check("retry_config.maxAttempts", validate::range(max, 1, 50))?;
     let backoff = r.backoff_ms.unwrap_or(base.backoff_ms as i64);
-    check("retry_config.backoffMs", validate::range(backoff, 10, 3_600_000))?;
-    Ok(RetryConfig { max_attempts: max as u32, backoff_ms: backoff as u64 })
+    check(
+        "retry_config.backoffMs",
+        validate::range(backoff, 10, 3_600_000),
+    )?;
+    Ok(RetryConfig {
+        max_attempts: max as u32,
+        backoff_ms: backoff as u64,
+    })
 }
 
 fn resolve_rate_limit(r: &RateLimitInput) -> ApiResult<RateLimit> {
     let per_second = required(r.per_second, "rate_limit.perSecond")?;
-    check("rate_limit.perSecond", validate::range(per_second, 1, 100_000))?;
+    check(
+        "rate_limit.perSecond",
+        validate::range(per_second, 1, 100_000),
+    )?;
     let burst = r.burst.unwrap_or(per_second);
     check("rate_limit.burst", validate::range(burst, 1, 100_000))?;
-    Ok(RateLimit { per_second: per_second as u32, burst: burst as u32 })
+    Ok(RateLimit {
+        per_second: per_second as u32,
+        burst: burst as u32,
+    })
 }
 
-fn resolve_breaker(input: Option<&BreakerInput>, base: BreakerSettings) -> ApiResult<BreakerSettings> {
+fn resolve_breaker(
+    input: Option<&BreakerInput>,
+    base: BreakerSettings,
+) -> ApiResult<BreakerSettings> {
     let Some(b) = input else { return Ok(base) };
-    let threshold = b.failure_threshold.unwrap_or(i64::from(base.failure_threshold));
-    check("circuit_breaker.failureThreshold", validate::range(threshold, 1, 1000))?;
+    let threshold = b
+        .failure_threshold
+        .unwrap_or(i64::from(base.failure_threshold));
+    check(
+        "circuit_breaker.failureThreshold",
+        validate::range(threshold, 1, 1000),
+    )?;
     let cooldown = b.cooldown_ms.unwrap_or(base.cooldown_ms as i64);
-    check("circuit_breaker.cooldownMs", validate::range(cooldown, 10, 600_000))?;
-    Ok(BreakerSettings { failure_threshold: threshold as u32, cooldown_ms: cooldown as u64 })
+    check(
+        "circuit_breaker.cooldownMs",
+        validate::range(cooldown, 10, 600_000),
+    )?;
+    Ok(BreakerSettings {
+        failure_threshold: threshold as u32,
+        cooldown_ms: cooldown as u64,
+    })
 }
 
 /// Checks a target URL at create/update. A host that does not resolve (yet) is accepted: DNS may
@@ -246,19 +281,33 @@ fn to_json<T: serde::Serialize>(v: &T) -> Value {
 /// Loads a webhook the caller may touch (404 unknown, 403 another tenant's).
 pub async fn load_owned(st: &AppState, admin: &Admin, id: i64) -> ApiResult<Webhook> {
     let mut conn = st.db.read().await?;
-    let row = store::find_webhook(&mut conn, id).await?.ok_or_else(|| ApiError::not_found(format!("webhook {id} not found")))?;
+    let row = store::find_webhook(&mut conn, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("webhook {id} not found")))?;
     let w = Webhook::from_row(row, &st.cipher)?;
     admin.check_tenant(&w.tenant_id)?;
     Ok(w)
 }
 
-async fn create(req: HttpRequest, st: web::Data<AppState>, payload: web::Payload) -> ApiResult<HttpResponse> {
+async fn create(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    payload: web::Payload,
+) -> ApiResult<HttpResponse> {
     let admin = auth::admin(&req, &st).await?;
-    let input: WebhookInput = from_value(read_json(&req, payload, st.config.max_body_bytes).await?, "")?;
+    let input: WebhookInput = from_value(
+        read_json(&req, payload, st.config.max_body_bytes).await?,
+        "",
+    )?;
     let tenant = match (&input.tenant_id, &admin.tenant) {
         (Some(t), _) => t.clone(),
         (None, Some(t)) => t.clone(),
-        (None, None) => return Err(ApiError::validation("tenant_id", "is required (or send X-Tenant-ID)")),
+        (None, None) => {
+            return Err(ApiError::validation(
+                "tenant_id",
+                "is required (or send X-Tenant-ID)",
+            ))
+        }
     };
     check("tenant_id", validate::tenant_id(&tenant))?;
     admin.check_tenant(&tenant)?;
@@ -296,13 +345,20 @@ async fn create(req: HttpRequest, st: web::Data<AppState>, payload: web::Payload
     let stored = store::insert_webhook(&mut conn, &row).await?;
     drop(conn);
     let w = Webhook::from_row(stored, &st.cipher)?;
-    st.actors.router.send(Upsert(Arc::new(w.clone()))).await.map_err(|e| ApiError::internal(e.to_string()))?;
+    st.actors
+        .router
+        .send(Upsert(Arc::new(w.clone())))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(HttpResponse::Created().json(WebhookView::new(&w, true)))
 }
 
 async fn list(req: HttpRequest, st: web::Data<AppState>) -> ApiResult<HttpResponse> {
     let admin = auth::admin(&req, &st).await?;
-    let q = Query::parse(&req, &["event_type", "enabled", "limit", "after", "tenant_id"])?;
+    let q = Query::parse(
+        &req,
+        &["event_type", "enabled", "limit", "after", "tenant_id"],
+    )?;
     let tenant = match (q.str("tenant_id"), &admin.tenant) {
         (Some(t), _) => {
             admin.check_tenant(t)?;
@@ -324,7 +380,11 @@ async fn list(req: HttpRequest, st: web::Data<AppState>) -> ApiResult<HttpRespon
     let mut rows = store::list_webhooks(&mut conn, &filter).await?;
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
-    let next_after = if more { rows.last().map(|r| r.webhook_id) } else { None };
+    let next_after = if more {
+        rows.last().map(|r| r.webhook_id)
+    } else {
+        None
+    };
     let views = rows
         .into_iter()
         .map(|r| Webhook::from_row(r, &st.cipher).map(|w| WebhookView::new(&w, false)))
@@ -332,7 +392,11 @@ async fn list(req: HttpRequest, st: web::Data<AppState>) -> ApiResult<HttpRespon
     Ok(HttpResponse::Ok().json(json!({ "webhooks": views, "next_after": next_after })))
 }
 
-async fn get(req: HttpRequest, st: web::Data<AppState>, id: web::Path<String>) -> ApiResult<HttpResponse> {
+async fn get(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
     let admin = auth::admin(&req, &st).await?;
     let w = load_owned(&st, &admin, path_id(&id, "id")?).await?;
     Ok(HttpResponse::Ok().json(WebhookView::new(&w, false)))
@@ -346,20 +410,39 @@ async fn update_by_path(
 ) -> ApiResult<HttpResponse> {
     let admin = auth::admin(&req, &st).await?;
     let id = path_id(&id, "id")?;
-    let input: WebhookInput = from_value(read_json(&req, payload, st.config.max_body_bytes).await?, "")?;
+    let input: WebhookInput = from_value(
+        read_json(&req, payload, st.config.max_body_bytes).await?,
+        "",
+    )?;
     update(&st, &admin, id, input).await
 }
 
-async fn update_by_body(req: HttpRequest, st: web::Data<AppState>, payload: web::Payload) -> ApiResult<HttpResponse> {
+async fn update_by_body(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    payload: web::Payload,
+) -> ApiResult<HttpResponse> {
     let admin = auth::admin(&req, &st).await?;
-    let input: WebhookInput = from_value(read_json(&req, payload, st.config.max_body_bytes).await?, "")?;
+    let input: WebhookInput = from_value(
+        read_json(&req, payload, st.config.max_body_bytes).await?,
+        "",
+    )?;
     let id = required(input.webhook_id, "webhook_id")?;
     update(&st, &admin, id, input).await
 }
 
-async fn update(st: &AppState, admin: &Admin, id: i64, input: WebhookInput) -> ApiResult<HttpResponse> {
+async fn update(
+    st: &AppState,
+    admin: &Admin,
+    id: i64,
+    input: WebhookInput,
+) -> ApiResult<HttpResponse> {
     let current = load_owned(st, admin, id).await?;
-    if input.tenant_id.as_deref().is_some_and(|t| t != current.tenant_id) {
+    if input
+        .tenant_id
+        .as_deref()
+        .is_some_and(|t| t != current.tenant_id)
+    {
         return Err(ApiError::validation("tenant_id", "cannot be changed"));
     }
     let r = resolve(&input, Some(&current))?;
@@ -394,14 +477,24 @@ async fn update(st: &AppState, admin: &Admin, id: i64, input: WebhookInput) -> A
 /// Writes changes and tells the router before answering.
 async fn save(st: &AppState, id: i64, changes: &WebhookChanges) -> ApiResult<Webhook> {
     let mut conn = st.db.write().await?;
-    let row = store::update_webhook(&mut conn, id, changes).await?.ok_or_else(|| ApiError::not_found(format!("webhook {id} not found")))?;
+    let row = store::update_webhook(&mut conn, id, changes)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("webhook {id} not found")))?;
     drop(conn);
     let w = Webhook::from_row(row, &st.cipher)?;
-    st.actors.router.send(Upsert(Arc::new(w.clone()))).await.map_err(|e| ApiError::internal(e.to_string()))?;
+    st.actors
+        .router
+        .send(Upsert(Arc::new(w.clone())))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(w)
 }
 
-async fn delete_by_path(req: HttpRequest, st: web::Data<AppState>, id: web::Path<String>) -> ApiResult<HttpResponse> {
+async fn delete_by_path(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
     let admin = auth::admin(&req, &st).await?;
     delete(&st, &admin, path_id(&id, "id")?).await
 }
@@ -409,7 +502,9 @@ async fn delete_by_path(req: HttpRequest, st: web::Data<AppState>, id: web::Path
 async fn delete_by_query(req: HttpRequest, st: web::Data<AppState>) -> ApiResult<HttpResponse> {
     let admin = auth::admin(&req, &st).await?;
     let q = Query::parse(&req, &["id"])?;
-    let id = q.int("id")?.ok_or_else(|| ApiError::bad_param("id", "is required"))?;
+    let id = q
+        .int("id")?
+        .ok_or_else(|| ApiError::bad_param("id", "is required"))?;
     delete(&st, &admin, id).await
 }
 
@@ -422,24 +517,47 @@ async fn delete(st: &AppState, admin: &Admin, id: i64) -> ApiResult<HttpResponse
         return Err(ApiError::not_found(format!("webhook {id} not found")));
     }
     drop(conn);
-    st.actors.router.send(Remove(id)).await.map_err(|e| ApiError::internal(e.to_string()))?;
+    st.actors
+        .router
+        .send(Remove(id))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(HttpResponse::NoContent().finish())
 }
 
-async fn match_event(req: HttpRequest, st: web::Data<AppState>, payload: web::Payload) -> ApiResult<HttpResponse> {
+async fn match_event(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    payload: web::Payload,
+) -> ApiResult<HttpResponse> {
     let admin = auth::admin(&req, &st).await?;
-    let input: MatchInput = from_value(read_json(&req, payload, st.config.max_body_bytes).await?, "")?;
+    let input: MatchInput = from_value(
+        read_json(&req, payload, st.config.max_body_bytes).await?,
+        "",
+    )?;
     let event_type = required(input.event_type, "event_type")?;
     check("event_type", validate::event_type(&event_type))?;
-    let tenant = input.tenant_id.or(admin.tenant.clone()).ok_or_else(|| ApiError::validation("tenant_id", "is required"))?;
+    let tenant = input
+        .tenant_id
+        .or(admin.tenant.clone())
+        .ok_or_else(|| ApiError::validation("tenant_id", "is required"))?;
     check("tenant_id", validate::tenant_id(&tenant))?;
     admin.check_tenant(&tenant)?;
-    let matches = st.actors.registry.read().unwrap_or_else(|p| p.into_inner()).matching(&tenant, &event_type);
+    let matches = st
+        .actors
+        .registry
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .matching(&tenant, &event_type);
     let views: Vec<WebhookView> = matches.iter().map(|w| WebhookView::new(w, false)).collect();
     Ok(HttpResponse::Ok().json(json!({ "webhooks": views })))
 }
 
-async fn get_secret(req: HttpRequest, st: web::Data<AppState>, id: web::Path<String>) -> ApiResult<HttpResponse> {
+async fn get_secret(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
     let admin = auth::admin(&req, &st).await?;
     let w = load_owned(&st, &admin, path_id(&id, "id")?).await?;
     Ok(HttpResponse::Ok().json(json!({ "secret": w.secret })))
@@ -453,10 +571,20 @@ async fn rotate_secret(
 ) -> ApiResult<HttpResponse> {
     let admin = auth::admin(&req, &st).await?;
     let id = path_id(&id, "id")?;
-    let has_body = req.headers().get("content-length").and_then(|v| v.to_str().ok()).is_some_and(|v| v != "0")
+    let has_body = req
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v != "0")
         || req.headers().contains_key("transfer-encoding");
-    let input: RotateInput =
-        if has_body { from_value(read_json(&req, payload, st.config.max_body_bytes).await?, "")? } else { RotateInput::default() };
+    let input: RotateInput = if has_body {
+        from_value(
+            read_json(&req, payload, st.config.max_body_bytes).await?,
+            "",
+        )?
+    } else {
+        RotateInput::default()
+    };
     let grace = input.grace_seconds.unwrap_or(86_400);
     check("grace_seconds", validate::range(grace, 0, 604_800))?;
     let new_secret = match input.secret {
@@ -468,16 +596,28 @@ async fn rotate_secret(
     };
     let current = load_owned(&st, &admin, id).await?;
     let now = Utc::now();
-    let mut previous: Vec<PreviousSecret> = current.previous_secrets.into_iter().filter(|p| p.expires_at > now).collect();
+    let mut previous: Vec<PreviousSecret> = current
+        .previous_secrets
+        .into_iter()
+        .filter(|p| p.expires_at > now)
+        .collect();
     if grace > 0 {
-        previous.push(PreviousSecret { secret: current.secret, expires_at: now + chrono::Duration::seconds(grace) });
+        previous.push(PreviousSecret {
+            secret: current.secret,
+            expires_at: now + chrono::Duration::seconds(grace),
+        });
     }
     // The oldest grace ends first; beyond the cap it is dropped.
     previous.sort_by_key(|p| p.expires_at);
     let excess = previous.len().saturating_sub(MAX_PREVIOUS_SECRETS);
     previous.drain(..excess);
-    let sealed: Vec<PreviousSecret> =
-        previous.iter().map(|p| PreviousSecret { secret: st.cipher.seal(&p.secret), expires_at: p.expires_at }).collect();
+    let sealed: Vec<PreviousSecret> = previous
+        .iter()
+        .map(|p| PreviousSecret {
+            secret: st.cipher.seal(&p.secret),
+            expires_at: p.expires_at,
+        })
+        .collect();
     let changes = WebhookChanges {
         secret: Some(st.cipher.seal(&new_secret)),
         previous_secrets: Some(to_json(&sealed)),
@@ -489,12 +629,29 @@ async fn rotate_secret(
     Ok(HttpResponse::Ok().json(WebhookView::new(&w, true)))
 }
 
-async fn test_send(req: HttpRequest, st: web::Data<AppState>, id: web::Path<String>) -> ApiResult<HttpResponse> {
+async fn test_send(
+    req: HttpRequest,
+    st: web::Data<AppState>,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
     let admin = auth::admin(&req, &st).await?;
     let w = load_owned(&st, &admin, path_id(&id, "id")?).await?;
     let data = json!({ "webhook_id": w.id, "tenantId": w.tenant_id, "message": "test delivery from beema-webhooks" });
-    let event = super::events::build_event("webhook/test", &w.tenant_id, &data, &json!({}), None, Utc::now(), Some(w.id));
-    let accepted = st.intake.publish(vec![event]).await.map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let event = super::events::build_event(
+        "webhook/test",
+        &w.tenant_id,
+        &data,
+        &json!({}),
+        None,
+        Utc::now(),
+        Some(w.id),
+    );
+    let accepted = st
+        .intake
+        .publish(vec![event])
+        .await
+        .map_err(|e| ApiError::unavailable(e.to_string()))?;
     let delivery_id = accepted.delivery_ids.first().cloned().unwrap_or_default();
-    Ok(HttpResponse::Accepted().json(json!({ "delivery_id": delivery_id, "event_id": accepted.ids.first() })))
+    Ok(HttpResponse::Accepted()
+        .json(json!({ "delivery_id": delivery_id, "event_id": accepted.ids.first() })))
 }

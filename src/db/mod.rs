@@ -30,8 +30,10 @@ const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres
 
 /// Pragmas for every SQLite connection. `synchronous=FULL`: a 202 means the event survives a power
 /// cut, not only a process crash; group commit keeps the fsync cost per request small.
-const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-     PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;";
+/// `busy_timeout` comes first: switching to WAL takes a lock, and without the timeout a connection
+/// opened while another process (or a stopping server) still holds one fails with "database is locked".
+const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
+     PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;";
 
 /// Runs `$body` with `$c` bound to the live backend's connection (`&mut` to it).
 #[macro_export]
@@ -51,6 +53,8 @@ macro_rules! with_conn {
 }
 
 /// A pooled connection to either backend.
+// Lives on the stack for one unit of work; boxing the larger arm would cost an allocation per checkout.
+#[allow(clippy::large_enum_variant)]
 pub enum DbConn {
     /// SQLite.
     Sqlite(Object<SqliteConn>),
@@ -102,7 +106,9 @@ impl DbPool {
     /// A connection for work that writes.
     pub async fn write(&self) -> Result<DbConn, PoolError> {
         match self {
-            DbPool::Sqlite { writer, .. } => writer.get().await.map(DbConn::Sqlite).map_err(pool_err),
+            DbPool::Sqlite { writer, .. } => {
+                writer.get().await.map(DbConn::Sqlite).map_err(pool_err)
+            }
             DbPool::Pg(pool) => pool.get().await.map(DbConn::Pg).map_err(pool_err),
         }
     }
@@ -110,7 +116,9 @@ impl DbPool {
     /// A connection for work that only reads.
     pub async fn read(&self) -> Result<DbConn, PoolError> {
         match self {
-            DbPool::Sqlite { reader, .. } => reader.get().await.map(DbConn::Sqlite).map_err(pool_err),
+            DbPool::Sqlite { reader, .. } => {
+                reader.get().await.map(DbConn::Sqlite).map_err(pool_err)
+            }
             DbPool::Pg(pool) => pool.get().await.map(DbConn::Pg).map_err(pool_err),
         }
     }
@@ -123,7 +131,10 @@ impl DbPool {
             let mut conn = pool.read().await.ok()?;
             with_conn!(&mut conn, c => c.batch_execute("SELECT 1").await.ok())
         });
-        matches!(tokio::time::timeout(Duration::from_secs(1), probe).await, Ok(Ok(Some(()))))
+        matches!(
+            tokio::time::timeout(Duration::from_secs(1), probe).await,
+            Ok(Ok(Some(())))
+        )
     }
 }
 
@@ -155,11 +166,14 @@ pub fn run_migrations(url: &DatabaseUrl) -> anyhow::Result<()> {
         DatabaseUrl::Sqlite(path) => {
             let mut conn = SqliteConnection::establish(path)?;
             diesel::connection::SimpleConnection::batch_execute(&mut conn, SQLITE_PRAGMAS)?;
-            conn.run_pending_migrations(SQLITE_MIGRATIONS).map_err(|e| anyhow::anyhow!("{e}"))?;
+            conn.run_pending_migrations(SQLITE_MIGRATIONS)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
         }
         DatabaseUrl::Postgres(url) => {
-            let mut conn = <AsyncConnectionWrapper<AsyncPgConnection> as Connection>::establish(url)?;
-            conn.run_pending_migrations(PG_MIGRATIONS).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let mut conn =
+                <AsyncConnectionWrapper<AsyncPgConnection> as Connection>::establish(url)?;
+            conn.run_pending_migrations(PG_MIGRATIONS)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
         }
     }
     Ok(())
@@ -172,5 +186,6 @@ pub async fn migrate(url: &DatabaseUrl) -> anyhow::Result<()> {
     std::thread::spawn(move || {
         let _ = tx.send(run_migrations(&url));
     });
-    rx.await.map_err(|_| anyhow::anyhow!("migration thread panicked"))?
+    rx.await
+        .map_err(|_| anyhow::anyhow!("migration thread panicked"))?
 }

@@ -56,7 +56,10 @@ impl AttemptResult {
 }
 
 /// A reqwest client for one webhook: no redirects, non-public addresses refused at connect time.
-pub fn build_client(policy: Arc<TargetPolicy>, tls: &rustls::ClientConfig) -> reqwest::Result<reqwest::Client> {
+pub fn build_client(
+    policy: Arc<TargetPolicy>,
+    tls: &rustls::ClientConfig,
+) -> reqwest::Result<reqwest::Client> {
     reqwest::Client::builder()
         .tls_backend_preconfigured(tls.clone())
         .dns_resolver(GuardedResolver::new(policy))
@@ -84,7 +87,10 @@ pub fn build_headers(webhook: &Webhook, out: &Outgoing, now: DateTime<Utc>) -> H
     let mut h = HeaderMap::new();
     // Custom headers go first so that the protocol's own headers always win.
     for (k, v) in &webhook.headers {
-        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v)) {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
             h.insert(name, value);
         }
     }
@@ -99,14 +105,22 @@ pub fn build_headers(webhook: &Webhook, out: &Outgoing, now: DateTime<Utc>) -> H
     put("x-beema-signature", beema_signature(&webhook.secret, body));
     put("webhook-id", out.delivery_id.clone());
     put("webhook-timestamp", ts.to_string());
-    put("webhook-signature", standard_signature_header(webhook.live_secrets(now), &out.delivery_id, ts, body));
+    put(
+        "webhook-signature",
+        standard_signature_header(webhook.live_secrets(now), &out.delivery_id, ts, body),
+    );
     h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     h.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
     h
 }
 
 /// Sends one attempt and reports what happened; never fails.
-pub async fn send(client: reqwest::Client, policy: &TargetPolicy, webhook: &Webhook, out: &Outgoing) -> AttemptResult {
+pub async fn send(
+    client: reqwest::Client,
+    policy: &TargetPolicy,
+    webhook: &Webhook,
+    out: &Outgoing,
+) -> AttemptResult {
     let started = Instant::now();
     let url = match url::Url::parse(&webhook.url) {
         Ok(u) => u,
@@ -128,16 +142,21 @@ pub async fn send(client: reqwest::Client, policy: &TargetPolicy, webhook: &Webh
     }
 }
 
-async fn read_response(mut resp: reqwest::Response, started: Instant, timeout: Duration) -> AttemptResult {
+async fn read_response(
+    mut resp: reqwest::Response,
+    started: Instant,
+    timeout: Duration,
+) -> AttemptResult {
     let status = resp.status();
-    let retry_after = if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
-        resp.headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| parse_retry_after(v, SystemTime::now()))
-    } else {
-        None
-    };
+    let retry_after =
+        if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, SystemTime::now()))
+        } else {
+            None
+        };
     let mut buf = Vec::new();
     let mut error = None;
     while buf.len() < MAX_READ {
@@ -151,7 +170,8 @@ async fn read_response(mut resp: reqwest::Response, started: Instant, timeout: D
         }
     }
     let body = truncate_body(&String::from_utf8_lossy(&buf));
-    let error = error.or_else(|| (!status.is_success()).then(|| format!("HTTP {}", status.as_u16())));
+    let error =
+        error.or_else(|| (!status.is_success()).then(|| format!("HTTP {}", status.as_u16())));
     AttemptResult {
         status: Some(status.as_u16()),
         body: Some(body),
@@ -162,7 +182,13 @@ async fn read_response(mut resp: reqwest::Response, started: Instant, timeout: D
 }
 
 fn failed(started: Instant, error: String) -> AttemptResult {
-    AttemptResult { status: None, body: None, error: Some(error), retry_after: None, duration: started.elapsed() }
+    AttemptResult {
+        status: None,
+        body: None,
+        error: Some(error),
+        retry_after: None,
+        duration: started.elapsed(),
+    }
 }
 
 /// A one-line description of a transport error, naming its root cause.
@@ -170,7 +196,11 @@ fn describe_error(e: &reqwest::Error, timeout: Duration) -> String {
     if e.is_timeout() {
         return format!("timed out after {} ms", timeout.as_millis());
     }
-    let mut msg = if e.is_connect() { "connection failed".to_string() } else { "request failed".to_string() };
+    let mut msg = if e.is_connect() {
+        "connection failed".to_string()
+    } else {
+        "request failed".to_string()
+    };
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
         msg.push_str(": ");
@@ -212,7 +242,11 @@ mod tests {
     #[test]
     fn headers_carry_both_signatures_and_custom_headers() {
         let w = webhook();
-        let out = Outgoing { delivery_id: "d1".into(), event_type: "claim/opened".into(), payload: Arc::from("{}") };
+        let out = Outgoing {
+            delivery_id: "d1".into(),
+            event_type: "claim/opened".into(),
+            payload: Arc::from("{}"),
+        };
         let now = Utc::now();
         let h = build_headers(&w, &out, now);
         assert_eq!(h["x-beema-delivery"], "d1");
@@ -221,14 +255,28 @@ mod tests {
         assert_eq!(h["authorization"], "Bearer x");
         assert_eq!(h["content-type"], "application/json");
         let sig = h["webhook-signature"].to_str().unwrap();
-        assert!(crate::delivery::signing::verify_standard_signature(&w.secret, "d1", now.timestamp(), b"{}", sig));
+        assert!(crate::delivery::signing::verify_standard_signature(
+            &w.secret,
+            "d1",
+            now.timestamp(),
+            b"{}",
+            sig
+        ));
         let beema = h["x-beema-signature"].to_str().unwrap();
-        assert!(crate::delivery::signing::verify_beema_signature(&w.secret, b"{}", beema));
+        assert!(crate::delivery::signing::verify_beema_signature(
+            &w.secret, b"{}", beema
+        ));
     }
 
     #[test]
     fn success_and_gone_are_classified() {
-        let r = |s| AttemptResult { status: Some(s), body: None, error: None, retry_after: None, duration: Duration::ZERO };
+        let r = |s| AttemptResult {
+            status: Some(s),
+            body: None,
+            error: None,
+            retry_after: None,
+            duration: Duration::ZERO,
+        };
         assert!(r(204).is_success());
         assert!(!r(301).is_success());
         assert!(r(410).is_gone());

@@ -8,7 +8,9 @@ use diesel::result::QueryResult;
 use diesel_async::RunQueryDsl;
 
 use crate::db::models::{AttemptRow, DeliveryRow};
-use crate::db::schema::{sys_webhook_attempts as a, sys_webhook_deliveries as d, sys_webhook_events as e};
+use crate::db::schema::{
+    sys_webhook_attempts as a, sys_webhook_deliveries as d, sys_webhook_events as e,
+};
 use crate::db::DbConn;
 use crate::domain::OPEN_STATUSES;
 use crate::with_conn;
@@ -33,7 +35,10 @@ pub struct DeliveryFilter {
 }
 
 /// A page of deliveries, newest first (delivery ids are UUIDv7, so id order is time order).
-pub async fn list_deliveries(conn: &mut DbConn, f: &DeliveryFilter) -> QueryResult<Vec<DeliveryRow>> {
+pub async fn list_deliveries(
+    conn: &mut DbConn,
+    f: &DeliveryFilter,
+) -> QueryResult<Vec<DeliveryRow>> {
     with_conn!(conn, c => {
         let mut q = d::table.into_boxed();
         if let Some(t) = &f.tenant_id {
@@ -88,7 +93,11 @@ pub async fn insert_delivery(conn: &mut DbConn, row: &DeliveryRow) -> QueryResul
 }
 
 /// Puts a finished delivery back to `pending` (same delivery id); None when it is not finished.
-pub async fn reopen_delivery(conn: &mut DbConn, id: &str, now: NaiveDateTime) -> QueryResult<Option<DeliveryRow>> {
+pub async fn reopen_delivery(
+    conn: &mut DbConn,
+    id: &str,
+    now: NaiveDateTime,
+) -> QueryResult<Option<DeliveryRow>> {
     with_conn!(conn, c => diesel::update(d::table.filter(d::delivery_id.eq(id)).filter(d::status.ne_all(OPEN_STATUSES)))
         .set((d::status.eq("pending"), d::next_attempt_at.eq(None::<NaiveDateTime>), d::updated_at.eq(now)))
         .returning(DeliveryRow::as_returning())
@@ -138,7 +147,12 @@ pub async fn load_open(
 }
 
 /// Cancels deliveries that are not final and belong to no live webhook (left by a crash or a race with DELETE).
-pub async fn cancel_delivery(conn: &mut DbConn, id: &str, reason: &str, now: NaiveDateTime) -> QueryResult<usize> {
+pub async fn cancel_delivery(
+    conn: &mut DbConn,
+    id: &str,
+    reason: &str,
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
     with_conn!(conn, c => diesel::update(d::table.filter(d::delivery_id.eq(id)).filter(d::status.eq_any(OPEN_STATUSES)))
         .set((d::status.eq("cancelled"), d::error_message.eq(Some(reason)), d::updated_at.eq(now),
               d::next_attempt_at.eq(None::<NaiveDateTime>)))

@@ -38,7 +38,10 @@ pub async fn commit_events(
     events: Vec<PendingEvent>,
     window_start: NaiveDateTime,
 ) -> QueryResult<Vec<CommittedEvent>> {
-    let keys: Vec<String> = events.iter().filter_map(|p| p.event.idempotency_key.clone()).collect();
+    let keys: Vec<String> = events
+        .iter()
+        .filter_map(|p| p.event.idempotency_key.clone())
+        .collect();
     with_conn!(conn, c => c.transaction::<_, diesel::result::Error, _>(async move |c| {
         let mut seen: HashMap<(String, String), String> = HashMap::new();
         if !keys.is_empty() {
@@ -76,12 +79,18 @@ fn dedupe(
         if let Some(key) = &p.event.idempotency_key {
             let slot = (p.event.tenant_id.clone(), key.clone());
             if let Some(first) = seen.get(&slot) {
-                committed.push(CommittedEvent { event_id: first.clone(), deliveries: Vec::new() });
+                committed.push(CommittedEvent {
+                    event_id: first.clone(),
+                    deliveries: Vec::new(),
+                });
                 continue;
             }
             seen.insert(slot, p.event.event_id.clone());
         }
-        committed.push(CommittedEvent { event_id: p.event.event_id.clone(), deliveries: p.deliveries.clone() });
+        committed.push(CommittedEvent {
+            event_id: p.event.event_id.clone(),
+            deliveries: p.deliveries.clone(),
+        });
         deliveries.extend(p.deliveries);
         rows.push(p.event);
     }

@@ -76,7 +76,11 @@ pub async fn all_webhooks(conn: &mut DbConn) -> QueryResult<Vec<WebhookRow>> {
 }
 
 /// Applies a partial update; None when the webhook does not exist.
-pub async fn update_webhook(conn: &mut DbConn, id: i64, changes: &WebhookChanges) -> QueryResult<Option<WebhookRow>> {
+pub async fn update_webhook(
+    conn: &mut DbConn,
+    id: i64,
+    changes: &WebhookChanges,
+) -> QueryResult<Option<WebhookRow>> {
     with_conn!(conn, c => diesel::update(w::table.filter(w::webhook_id.eq(id)).filter(w::deleted_at.is_null()))
         .set(changes)
         .returning(WebhookRow::as_returning())
@@ -87,7 +91,7 @@ pub async fn update_webhook(conn: &mut DbConn, id: i64, changes: &WebhookChanges
 
 /// Soft-deletes a webhook and cancels its deliveries that are not final; false when it did not exist.
 pub async fn delete_webhook(conn: &mut DbConn, id: i64, now: NaiveDateTime) -> QueryResult<bool> {
-        use diesel_async::AsyncConnection;
+    use diesel_async::AsyncConnection;
     with_conn!(conn, c => c.transaction::<_, diesel::result::Error, _>(async move |c| {
         let n = diesel::update(w::table.filter(w::webhook_id.eq(id)).filter(w::deleted_at.is_null()))
             .set((w::deleted_at.eq(Some(now)), w::enabled.eq(false), w::updated_at.eq(now)))

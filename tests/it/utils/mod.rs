@@ -34,7 +34,11 @@ impl TestDb {
             _ => {
                 let dir = tempfile::tempdir().expect("temp dir");
                 let path = dir.path().join("test.db").to_string_lossy().into_owned();
-                Self { url: DatabaseUrl::Sqlite(path), _dir: Some(dir), pg: None }
+                Self {
+                    url: DatabaseUrl::Sqlite(path),
+                    _dir: Some(dir),
+                    pg: None,
+                }
             }
         }
     }
@@ -42,9 +46,15 @@ impl TestDb {
     fn postgres(base: String) -> Self {
         let name = format!("beema_it_{}", uuid::Uuid::new_v4().simple());
         pg_admin(&base, &format!("CREATE DATABASE {name}"));
-        let (prefix, _) = base.rsplit_once('/').expect("postgres URL ends with /database");
+        let (prefix, _) = base
+            .rsplit_once('/')
+            .expect("postgres URL ends with /database");
         let url = format!("{prefix}/{name}");
-        Self { url: DatabaseUrl::Postgres(url), _dir: None, pg: Some((base, name)) }
+        Self {
+            url: DatabaseUrl::Postgres(url),
+            _dir: None,
+            pg: Some((base, name)),
+        }
     }
 
     /// True when this test runs on PostgreSQL.
@@ -56,7 +66,10 @@ impl TestDb {
 impl Drop for TestDb {
     fn drop(&mut self) {
         if let Some((base, name)) = &self.pg {
-            pg_admin(base, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+            pg_admin(
+                base,
+                &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            );
         }
     }
 }
@@ -66,9 +79,14 @@ fn pg_admin(base: &str, sql: &str) {
     let (base, sql) = (base.to_string(), sql.to_string());
     std::thread::spawn(move || {
         use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
         rt.block_on(async {
-            let mut conn = AsyncPgConnection::establish(&base).await.expect("connect to the test PostgreSQL");
+            let mut conn = AsyncPgConnection::establish(&base)
+                .await
+                .expect("connect to the test PostgreSQL");
             conn.batch_execute(&sql).await.expect("admin statement");
         });
     })
@@ -83,11 +101,17 @@ pub fn test_config(db: &TestDb) -> Config {
         database: db.url.clone(),
         admin_token: None,
         event_key: None,
-        targets: TargetPolicy { allow_private: true, allowed_cidrs: vec![] },
+        targets: TargetPolicy {
+            allow_private: true,
+            allowed_cidrs: vec![],
+        },
         secret_key: None,
         max_body_bytes: 1_048_576,
         json_logs: false,
-        tuning: Tuning { drain_timeout: Duration::from_secs(5), ..Tuning::default() },
+        tuning: Tuning {
+            drain_timeout: Duration::from_secs(5),
+            ..Tuning::default()
+        },
     }
 }
 
@@ -120,7 +144,10 @@ impl TestServer {
         Self {
             base: format!("http://{addr}"),
             addr,
-            client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client"),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("client"),
             stop: Some(stop),
             thread: Some(thread),
             token: None,
@@ -185,12 +212,21 @@ impl TestServer {
 
     /// Any method with a JSON body.
     pub async fn json(&self, method: reqwest::Method, path: &str, body: &Value) -> (u16, Value) {
-        let req = self.request(method, path).header("content-type", "application/json").body(body.to_string());
+        let req = self
+            .request(method, path)
+            .header("content-type", "application/json")
+            .body(body.to_string());
         self.send(req).await
     }
 
     /// Creates a webhook for `tenant` and returns it (asserting 201).
-    pub async fn create_webhook(&self, tenant: &str, event_type: &str, url: &str, extra: Value) -> Value {
+    pub async fn create_webhook(
+        &self,
+        tenant: &str,
+        event_type: &str,
+        url: &str,
+        extra: Value,
+    ) -> Value {
         let mut body = serde_json::json!({
             "webhook_name": "test hook", "tenant_id": tenant, "event_type": event_type, "url": url,
         });
@@ -210,13 +246,23 @@ impl TestServer {
         if let Some(o) = data.as_object_mut() {
             o.insert("tenantId".into(), Value::String(tenant.into()));
         }
-        let (status, v) = self.post("/api/events", &serde_json::json!({ "event": event, "data": data })).await;
+        let (status, v) = self
+            .post(
+                "/api/events",
+                &serde_json::json!({ "event": event, "data": data }),
+            )
+            .await;
         assert_eq!(status, 202, "publish: {v}");
         v
     }
 
     /// Waits until `check` holds for the delivery listing of `query`, or panics after `timeout`.
-    pub async fn wait_deliveries(&self, query: &str, timeout: Duration, check: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    pub async fn wait_deliveries(
+        &self,
+        query: &str,
+        timeout: Duration,
+        check: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let (status, v) = self.get(&format!("/api/webhooks/deliveries?{query}")).await;
@@ -225,7 +271,10 @@ impl TestServer {
             if check(&list) {
                 return list;
             }
-            assert!(tokio::time::Instant::now() < deadline, "deliveries never satisfied the check: {list:?}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "deliveries never satisfied the check: {list:?}"
+            );
             // The recorder writes every few ms; a short poll is a wait-until, not a fixed sleep.
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -261,6 +310,9 @@ impl Env {
         let db = TestDb::new();
         let mut config = test_config(&db);
         tweak(&mut config);
-        Self { server: TestServer::start(config), db }
+        Self {
+            server: TestServer::start(config),
+            db,
+        }
     }
 }

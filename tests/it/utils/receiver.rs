@@ -23,7 +23,10 @@ pub struct Received {
 impl Received {
     /// A header's value.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// The body as JSON.
@@ -48,7 +51,12 @@ pub struct Reply {
 impl Reply {
     /// A plain status.
     pub fn status(status: u16) -> Self {
-        Self { status, headers: vec![], delay: Duration::ZERO, body: String::new() }
+        Self {
+            status,
+            headers: vec![],
+            delay: Duration::ZERO,
+            body: String::new(),
+        }
     }
 
     /// Adds a header.
@@ -95,7 +103,11 @@ impl TestReceiver {
     /// A receiver answering `script` in order, then `default`.
     pub fn scripted(script: Vec<Reply>, default: Reply) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        let shared = Arc::new(Mutex::new(Shared { script: script.into(), default, tx }));
+        let shared = Arc::new(Mutex::new(Shared {
+            script: script.into(),
+            default,
+            tx,
+        }));
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind receiver");
         let addr = listener.local_addr().expect("addr");
         let (handle_tx, handle_rx) = std::sync::mpsc::channel();
@@ -103,7 +115,9 @@ impl TestReceiver {
         std::thread::spawn(move || {
             actix_web::rt::System::new().block_on(async move {
                 let server = HttpServer::new(move || {
-                    App::new().app_data(web::Data::new(state.clone())).default_service(web::to(handle))
+                    App::new()
+                        .app_data(web::Data::new(state.clone()))
+                        .default_service(web::to(handle))
                 })
                 .workers(1)
                 .disable_signals()
@@ -115,7 +129,12 @@ impl TestReceiver {
             })
         });
         let handle = handle_rx.recv().expect("receiver started");
-        Self { url: format!("http://{addr}/hook"), shared, rx, handle }
+        Self {
+            url: format!("http://{addr}/hook"),
+            shared,
+            rx,
+            handle,
+        }
     }
 
     /// Changes what it answers from now on (clears the script).
@@ -127,12 +146,17 @@ impl TestReceiver {
 
     /// The next request, or None after `timeout`.
     pub async fn next(&mut self, timeout: Duration) -> Option<Received> {
-        tokio::time::timeout(timeout, self.rx.recv()).await.ok().flatten()
+        tokio::time::timeout(timeout, self.rx.recv())
+            .await
+            .ok()
+            .flatten()
     }
 
     /// The next request; panics after `timeout`.
     pub async fn expect(&mut self, timeout: Duration) -> Received {
-        self.next(timeout).await.expect("the receiver got nothing in time")
+        self.next(timeout)
+            .await
+            .expect("the receiver got nothing in time")
     }
 
     /// Everything received so far without waiting.
@@ -149,7 +173,9 @@ impl Drop for TestReceiver {
     fn drop(&mut self) {
         let h = self.handle.clone();
         std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
             if let Ok(rt) = rt {
                 rt.block_on(h.stop(false));
             }
@@ -157,7 +183,11 @@ impl Drop for TestReceiver {
     }
 }
 
-async fn handle(req: HttpRequest, body: web::Bytes, state: web::Data<Arc<Mutex<Shared>>>) -> HttpResponse {
+async fn handle(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<Arc<Mutex<Shared>>>,
+) -> HttpResponse {
     let received = Received {
         headers: req
             .headers()
@@ -177,7 +207,8 @@ async fn handle(req: HttpRequest, body: web::Bytes, state: web::Data<Arc<Mutex<S
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;
     }
-    let mut resp = HttpResponse::build(actix_web::http::StatusCode::from_u16(reply.status).expect("status"));
+    let mut resp =
+        HttpResponse::build(actix_web::http::StatusCode::from_u16(reply.status).expect("status"));
     for (k, v) in &reply.headers {
         resp.insert_header((k.as_str(), v.as_str()));
     }
