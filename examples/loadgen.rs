@@ -382,7 +382,15 @@ fn spawn_server(bin: &str, url: &str, port: u16) -> anyhow::Result<Child> {
             url,
             "--allow-private-targets",
         ])
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            std::env::var("LOADGEN_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stderr(
+            std::fs::File::create("/tmp/loadgen-server.log")
+                .map(Stdio::from)
+                .unwrap_or_else(|_| Stdio::null()),
+        )
         .stdout(Stdio::null())
         .spawn()
         .map_err(|e| {

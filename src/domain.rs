@@ -289,9 +289,13 @@ impl From<AttemptRow> for AttemptView {
     }
 }
 
-/// Cuts a response body to [`RESPONSE_BODY_CHARS`] characters.
+/// Cuts a response body to [`RESPONSE_BODY_CHARS`] characters, without NUL characters (a receiver
+/// may send any bytes; PostgreSQL text cannot hold NUL).
 pub fn truncate_body(body: &str) -> String {
-    body.chars().take(RESPONSE_BODY_CHARS).collect()
+    body.chars()
+        .filter(|c| *c != '\0')
+        .take(RESPONSE_BODY_CHARS)
+        .collect()
 }
 
 #[cfg(test)]
@@ -308,5 +312,6 @@ mod tests {
     fn truncates_by_characters() {
         let s = "é".repeat(1500);
         assert_eq!(truncate_body(&s).chars().count(), 1000);
+        assert_eq!(truncate_body("a\0b"), "ab");
     }
 }

@@ -86,32 +86,88 @@ impl DeliveryRecorder {
     }
 }
 
-/// Writes one batch, retrying until the database takes it.
-async fn write_with_retry(db: DbPool, rows: Vec<Outcome>) {
-    let mut attempts = Vec::new();
-    let mut updates = Vec::with_capacity(rows.len());
-    for o in rows {
-        if let Some(a) = o.attempt {
-            attempts.push(a);
+/// Why a batch was not written.
+enum WriteError {
+    /// The database is unreachable or the connection broke: try the same batch again later.
+    Unavailable(String),
+    /// The database refused the statements (a constraint, bad data): retrying as is cannot help.
+    Rejected(String),
+}
+
+/// Rejections of one batch before it is split to isolate the row at fault.
+const REJECTIONS_BEFORE_SPLIT: u32 = 3;
+
+/// Writes one batch, retrying until the database takes it. A batch the database keeps refusing is
+/// halved until the refused row stands alone, which is logged and dropped, so that one bad row can
+/// never stall every outcome behind it.
+fn write_with_retry(db: DbPool, rows: Vec<Outcome>) -> futures::future::BoxFuture<'static, ()> {
+    Box::pin(async move {
+        let mut backoff = Duration::from_millis(50);
+        let mut rejections = 0;
+        let started = std::time::Instant::now();
+        loop {
+            let e = match write_once(&db, &rows).await {
+                Ok(()) => {
+                    tracing::debug!(
+                        rows = rows.len(),
+                        ms = started.elapsed().as_millis() as u64,
+                        "recorder batch written"
+                    );
+                    return;
+                }
+                Err(WriteError::Unavailable(e)) => e,
+                Err(WriteError::Rejected(e)) => {
+                    rejections += 1;
+                    if rejections >= REJECTIONS_BEFORE_SPLIT {
+                        if rows.len() == 1 {
+                            tracing::error!(error = %e, delivery_id = %rows[0].delivery_id, "outcome refused by the database; dropped");
+                            return;
+                        }
+                        let mut rows = rows;
+                        let second = rows.split_off(rows.len() / 2);
+                        write_with_retry(db.clone(), rows).await;
+                        write_with_retry(db, second).await;
+                        return;
+                    }
+                    e
+                }
+            };
+            tracing::warn!(error = %e, rows = rows.len(), "recorder write failed; retrying");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
         }
-        updates.push((o.delivery_id, o.update));
-    }
-    let mut backoff = Duration::from_millis(50);
-    loop {
-        let result = match db.write().await {
-            Ok(mut conn) => {
-                with_conn!(&mut conn, c => c.write_outcomes(attempts.clone(), updates.clone()).await).map_err(|e| e.to_string())
-            }
-            Err(e) => Err(e.to_string()),
-        };
-        match result {
-            Ok(()) => return,
-            Err(e) => {
-                tracing::warn!(error = %e, rows = updates.len(), "recorder write failed; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
+    })
+}
+
+async fn write_once(db: &DbPool, rows: &[Outcome]) -> Result<(), WriteError> {
+    let attempts = rows.iter().filter_map(|o| o.attempt.clone()).collect();
+    let updates = rows
+        .iter()
+        .map(|o| (o.delivery_id.clone(), o.update.clone()))
+        .collect();
+    let mut conn = db
+        .write()
+        .await
+        .map_err(|e| WriteError::Unavailable(e.to_string()))?;
+    with_conn!(&mut conn, c => c.write_outcomes(attempts, updates).await).map_err(classify)
+}
+
+fn classify(e: diesel::result::Error) -> WriteError {
+    use diesel::result::{DatabaseErrorKind as K, Error as E};
+    match e {
+        E::DatabaseError(K::ClosedConnection | K::UnableToSendCommand, _) => {
+            WriteError::Unavailable(e.to_string())
         }
+        // SQLite's busy/locked (another process holds the file) passes with time.
+        E::DatabaseError(_, ref info)
+            if info.message().contains("locked") || info.message().contains("busy") =>
+        {
+            WriteError::Unavailable(e.to_string())
+        }
+        E::DatabaseError(..) | E::SerializationError(_) | E::DeserializationError(_) => {
+            WriteError::Rejected(e.to_string())
+        }
+        other => WriteError::Unavailable(other.to_string()),
     }
 }
 

@@ -27,6 +27,9 @@ use crate::delivery::retry::{decide, random_jitter, RetryDecision, RetryPolicy};
 use crate::delivery::sender::{self, AttemptResult, Outgoing};
 use crate::domain::Webhook;
 
+/// How long a webhook stays idle before its HTTP client (and connections) are dropped.
+const CLIENT_IDLE: Duration = Duration::from_secs(60);
+
 /// The actor of one webhook.
 pub struct WebhookActor {
     webhook: Arc<Webhook>,
@@ -52,6 +55,8 @@ pub struct WebhookActor {
     /// Deliveries arrived during a load; load again afterwards.
     load_again: bool,
     wake: Option<(DateTime<Utc>, SpawnHandle)>,
+    /// An idle check of the HTTP client is scheduled.
+    idle_check: bool,
     draining: bool,
     retired: bool,
 }
@@ -84,6 +89,7 @@ impl WebhookActor {
             loading: false,
             load_again: false,
             wake: None,
+            idle_check: false,
             draining: false,
             retired: false,
         }
@@ -131,8 +137,24 @@ impl WebhookActor {
             self.schedule_wake(now, delay, ctx);
         }
         self.page_in_if_needed(ctx);
+        self.release_client_when_idle(ctx);
         self.status.set_in_flight(self.in_flight.len());
         self.status.set_circuit(&self.breaker);
+    }
+
+    /// Drops the HTTP client (its connection pool and sockets) once the webhook has been idle for a
+    /// while, so that thousands of quiet webhooks hold no connections; it is rebuilt on demand.
+    fn release_client_when_idle(&mut self, ctx: &mut Context<Self>) {
+        if self.client.is_none() || self.held() > 0 || self.backlog || self.idle_check {
+            return;
+        }
+        self.idle_check = true;
+        ctx.run_later(CLIENT_IDLE, |act, _| {
+            act.idle_check = false;
+            if act.held() == 0 && !act.backlog {
+                act.client = None;
+            }
+        });
     }
 
     /// Starts attempts from `ready`; returns how long to wait when something other than
@@ -447,6 +469,7 @@ impl WebhookActor {
         self.loading = false;
         self.load_again = false;
         self.wake = None;
+        self.idle_check = false;
         self.client = None;
     }
 }

@@ -60,6 +60,12 @@ pub async fn read_json(
 
 /// Deserializes a parsed body into `T`; a wrong type is a 422 naming the field.
 pub fn from_value<T: DeserializeOwned>(value: Value, prefix: &str) -> ApiResult<T> {
+    // Every input is a struct, and serde would also fill one from an array by position
+    // (`[null, "name", ...]`): only an object is a valid body.
+    if !value.is_object() {
+        let field = if prefix.is_empty() { "body" } else { prefix };
+        return Err(ApiError::validation(field, "must be a JSON object"));
+    }
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let field = match (prefix.is_empty(), path.as_str()) {
@@ -74,6 +80,59 @@ pub fn from_value<T: DeserializeOwned>(value: Value, prefix: &str) -> ApiResult<
         };
         ApiError::validation(field, clean_serde_message(&e.inner().to_string()))
     })
+}
+
+/// `deserialize_with` for an optional integer field that also takes a whole number written as a
+/// float (`5.0`, as Python's `json` writes one): JSON Schema's `integer` admits it.
+pub fn whole<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    use serde::de::{Error, Unexpected};
+    use serde::Deserialize;
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    if let Some(i) = n.as_i64() {
+        return Ok(Some(i));
+    }
+    match (n.as_u64(), n.as_f64()) {
+        (Some(u), _) => Err(Error::invalid_value(Unexpected::Unsigned(u), &"an i64")),
+        // -2^63 and 2^63 are exact as f64s; every whole float between them fits.
+        (None, Some(f))
+            if f.fract() == 0.0 && (i64::MIN as f64..-(i64::MIN as f64)).contains(&f) =>
+        {
+            Ok(Some(f as i64))
+        }
+        (None, Some(f)) => Err(Error::invalid_value(Unexpected::Float(f), &"an i64")),
+        (None, None) => Err(Error::custom("expected an i64")),
+    }
+}
+
+/// `deserialize_with` for an optional nested struct: `null` is `None`, and only an object fills
+/// it (serde would also take an array by position, `[]` giving every default).
+pub fn object<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    struct ObjectOnly<T>(std::marker::PhantomData<T>);
+    impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for ObjectOnly<T> {
+        type Value = Option<T>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an object")
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D2: serde::Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
+            d.deserialize_any(self)
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Some)
+        }
+    }
+    d.deserialize_any(ObjectOnly(std::marker::PhantomData))
 }
 
 fn clean_serde_message(m: &str) -> String {

@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::auth::{self, Admin};
-use super::body::{from_value, read_json, Query};
+use super::body::{from_value, read_json, whole, Query};
 use super::error::{ApiError, ApiResult};
 use super::AppState;
 use crate::actors::messages::{Dispatch, Job, Outcome, Record};
@@ -35,13 +35,23 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// Body of `POST /api/webhooks/deliveries` (the seed's columns).
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct RecordInput {
+    #[schema(minimum = 1)]
+    #[serde(default, deserialize_with = "whole")]
     pub webhook_id: Option<i64>,
+    #[schema(min_length = 1, max_length = 256)]
     pub event_id: Option<String>,
+    #[schema(pattern = r"^[A-Za-z0-9_.:/-]{1,256}$")]
     pub event_type: Option<String>,
+    /// pending | retrying | success | failed | cancelled
+    #[schema(pattern = r"^(pending|retrying|success|failed|cancelled)$")]
     pub status: Option<String>,
+    #[schema(minimum = 100, maximum = 599)]
+    #[serde(default, deserialize_with = "whole")]
     pub status_code: Option<i64>,
     pub response_body: Option<String>,
     pub error_message: Option<String>,
+    #[schema(minimum = 0, maximum = 1000)]
+    #[serde(default, deserialize_with = "whole")]
     pub attempt_number: Option<i64>,
 }
 
@@ -73,6 +83,7 @@ async fn list(req: HttpRequest, st: web::Data<AppState>) -> ApiResult<HttpRespon
     }
     let tenant = match q.str("tenant_id") {
         Some(t) => {
+            super::validate::tenant_id(t).map_err(|m| ApiError::bad_param("tenant_id", m))?;
             admin.check_tenant(t)?;
             Some(t.to_string())
         }

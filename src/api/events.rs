@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::auth::{self, Publisher};
-use super::body::{from_value, read_json};
+use super::body::{from_value, read_json, whole};
 use super::error::{ApiError, ApiResult};
 use super::{validate, AppState};
 use crate::intake::NewEvent;
@@ -26,17 +26,23 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// One event as published (the Inngest `name` is accepted for `event`).
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct EventInput {
+    #[schema(pattern = r"^[A-Za-z0-9_.:/-]{1,256}$")]
     pub event: Option<String>,
+    #[schema(pattern = r"^[A-Za-z0-9_.:/-]{1,256}$")]
     pub name: Option<String>,
     #[schema(value_type = Option<Object>)]
     pub data: Option<Value>,
     #[schema(value_type = Option<Object>)]
     pub user: Option<Value>,
     /// Idempotency key: the same tenant and id within 24 h is delivered once.
+    #[schema(min_length = 1, max_length = 256, pattern = r"^[^\x00]*$")]
     pub id: Option<String>,
     /// Milliseconds since the epoch.
+    #[schema(minimum = -62_135_596_800_000_i64, maximum = 253_402_300_799_999_i64)]
+    #[serde(default, deserialize_with = "whole")]
     pub ts: Option<i64>,
     /// RFC 3339.
+    #[schema(format = DateTime)]
     pub timestamp: Option<String>,
 }
 

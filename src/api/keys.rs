@@ -30,9 +30,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// Body of `POST /api/keys`.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct KeyInput {
+    #[schema(pattern = r"^[A-Za-z0-9_.:-]{1,128}$")]
     pub tenant_id: Option<String>,
     /// `admin` or `publisher`.
+    #[schema(pattern = r"^(admin|publisher)$")]
     pub role: Option<String>,
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00]*[^\s\x00][^\x00]*$"
+    )]
     pub name: Option<String>,
 }
 

@@ -6,10 +6,13 @@ use utoipa::openapi::path::{
     HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItem,
 };
 use utoipa::openapi::request_body::RequestBodyBuilder;
-use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::schema::{
+    AllOfBuilder, ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, SchemaFormat, Type,
+};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{
-    ContentBuilder, OpenApi as Spec, Ref, Required, ResponseBuilder, ResponsesBuilder,
+    ContentBuilder, KnownFormat, OpenApi as Spec, Ref, RefOr, Required, ResponseBuilder,
+    ResponsesBuilder,
 };
 use utoipa::OpenApi;
 
@@ -72,7 +75,7 @@ const ROUTES: &[Route] = &[
         HttpMethod::Post,
         "/api/webhooks",
         "Create a webhook",
-        Some("WebhookInput"),
+        Some("WebhookCreate"),
         "201",
         Some("WebhookView"),
     ),
@@ -80,7 +83,7 @@ const ROUTES: &[Route] = &[
         HttpMethod::Put,
         "/api/webhooks",
         "Update a webhook named by webhook_id in the body",
-        Some("WebhookInput"),
+        Some("WebhookUpdate"),
         "200",
         Some("WebhookView"),
     ),
@@ -96,7 +99,7 @@ const ROUTES: &[Route] = &[
         HttpMethod::Post,
         "/api/webhooks/match",
         "Enabled webhooks an event would go to",
-        Some("MatchInput"),
+        Some("MatchRequest"),
         "200",
         None,
     ),
@@ -176,7 +179,7 @@ const ROUTES: &[Route] = &[
         HttpMethod::Post,
         "/api/events",
         "Publish one event or a batch",
-        Some("EventInput"),
+        Some("EventBatch"),
         "202",
         None,
     ),
@@ -184,7 +187,7 @@ const ROUTES: &[Route] = &[
         HttpMethod::Post,
         "/api/inngest",
         "Publish (alias of /api/events)",
-        Some("EventInput"),
+        Some("EventBatch"),
         "202",
         None,
     ),
@@ -192,7 +195,7 @@ const ROUTES: &[Route] = &[
         HttpMethod::Post,
         "/e/{key}",
         "Publish, Inngest event API form",
-        Some("EventInput"),
+        Some("EventBatch"),
         "200",
         None,
     ),
@@ -208,7 +211,7 @@ const ROUTES: &[Route] = &[
         HttpMethod::Post,
         "/api/webhooks/deliveries",
         "Record a delivery result from outside",
-        Some("RecordInput"),
+        Some("RecordRequest"),
         "201",
         Some("DeliveryView"),
     ),
@@ -232,7 +235,7 @@ const ROUTES: &[Route] = &[
         HttpMethod::Post,
         "/api/keys",
         "Create a tenant API key (global admin)",
-        Some("KeyInput"),
+        Some("KeyRequest"),
         "201",
         Some("KeyView"),
     ),
@@ -279,6 +282,229 @@ const ROUTES: &[Route] = &[
     ),
 ];
 
+/// Query parameters: method, path, name, schema kind, required.
+type QueryParam = (HttpMethod, &'static str, &'static str, Kind, bool);
+
+/// What a parameter holds.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// A positive id.
+    Id,
+    /// Any integer.
+    Int,
+    /// `limit`: 1–1000.
+    Limit,
+    Bool,
+    Str,
+    /// A tenant id.
+    Tenant,
+    /// A delivery status.
+    Status,
+}
+
+const QUERY: &[QueryParam] = &[
+    (
+        HttpMethod::Get,
+        "/api/webhooks",
+        "event_type",
+        Kind::Str,
+        false,
+    ),
+    (
+        HttpMethod::Get,
+        "/api/webhooks",
+        "enabled",
+        Kind::Bool,
+        false,
+    ),
+    (
+        HttpMethod::Get,
+        "/api/webhooks",
+        "limit",
+        Kind::Limit,
+        false,
+    ),
+    (HttpMethod::Get, "/api/webhooks", "after", Kind::Int, false),
+    (
+        HttpMethod::Get,
+        "/api/webhooks",
+        "tenant_id",
+        Kind::Tenant,
+        false,
+    ),
+    (HttpMethod::Delete, "/api/webhooks", "id", Kind::Int, true),
+    (
+        HttpMethod::Get,
+        "/api/webhooks/deliveries",
+        "webhook_id",
+        Kind::Int,
+        false,
+    ),
+    (
+        HttpMethod::Get,
+        "/api/webhooks/deliveries",
+        "event_id",
+        Kind::Str,
+        false,
+    ),
+    (
+        HttpMethod::Get,
+        "/api/webhooks/deliveries",
+        "status",
+        Kind::Status,
+        false,
+    ),
+    (
+        HttpMethod::Get,
+        "/api/webhooks/deliveries",
+        "event_type",
+        Kind::Str,
+        false,
+    ),
+    (
+        HttpMethod::Get,
+        "/api/webhooks/deliveries",
+        "limit",
+        Kind::Limit,
+        false,
+    ),
+    (
+        HttpMethod::Get,
+        "/api/webhooks/deliveries",
+        "before",
+        Kind::Str,
+        false,
+    ),
+    (
+        HttpMethod::Get,
+        "/api/webhooks/deliveries",
+        "tenant_id",
+        Kind::Tenant,
+        false,
+    ),
+];
+
+const TENANT_PATTERN: &str = "^[A-Za-z0-9_.:-]{1,128}$";
+
+fn kind_schema(kind: Kind) -> ObjectBuilder {
+    let int = || {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+    };
+    match kind {
+        Kind::Id => int().minimum(Some(1)),
+        Kind::Int => int(),
+        Kind::Limit => int().minimum(Some(1)).maximum(Some(1000)),
+        Kind::Bool => ObjectBuilder::new().schema_type(Type::Boolean),
+        Kind::Str => ObjectBuilder::new().schema_type(Type::String),
+        Kind::Tenant => ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(TENANT_PATTERN)),
+        Kind::Status => ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(crate::domain::ALL_STATUSES.iter().copied())),
+    }
+}
+
+/// `base` with `fields` required and not null: the request bodies whose shared input type
+/// leaves every field optional (required ones are checked by hand).
+fn requiring(base: &str, fields: &[(&str, Type)]) -> RefOr<Schema> {
+    let mut extra = ObjectBuilder::new();
+    for (name, ty) in fields {
+        extra = extra
+            .property(*name, ObjectBuilder::new().schema_type(ty.clone()))
+            .required(*name);
+    }
+    RefOr::T(Schema::AllOf(
+        AllOfBuilder::new()
+            .item(Ref::from_schema_name(base))
+            .item(extra)
+            .build(),
+    ))
+}
+
+/// The request bodies named in [`ROUTES`] beyond the `ToSchema` types.
+fn request_schemas() -> Vec<(&'static str, RefOr<Schema>)> {
+    let text = Type::String;
+    let event = Schema::AllOf(
+        AllOfBuilder::new()
+            .item(Ref::from_schema_name("EventInput"))
+            .item(
+                ObjectBuilder::new()
+                    .property("event", ObjectBuilder::new().schema_type(Type::String))
+                    .required("event")
+                    .property(
+                        "data",
+                        ObjectBuilder::new()
+                            .schema_type(Type::Object)
+                            .property(
+                                "tenantId",
+                                ObjectBuilder::new()
+                                    .schema_type(Type::String)
+                                    .pattern(Some(TENANT_PATTERN)),
+                            )
+                            .required("tenantId"),
+                    )
+                    .required("data"),
+            )
+            .build(),
+    );
+    let batch = OneOfBuilder::new()
+        .item(Ref::from_schema_name("EventRequest"))
+        .item(
+            ArrayBuilder::new()
+                .items(Ref::from_schema_name("EventRequest"))
+                .min_items(Some(1))
+                .max_items(Some(super::events::MAX_BATCH)),
+        )
+        .description(Some("One event, or a batch of up to 1000 (all or nothing)"))
+        .build();
+    vec![
+        (
+            "WebhookCreate",
+            requiring(
+                "WebhookInput",
+                &[
+                    ("webhook_name", text.clone()),
+                    ("tenant_id", text.clone()),
+                    ("event_type", text.clone()),
+                    ("url", text.clone()),
+                ],
+            ),
+        ),
+        (
+            "WebhookUpdate",
+            requiring("WebhookInput", &[("webhook_id", Type::Integer)]),
+        ),
+        (
+            "MatchRequest",
+            requiring(
+                "MatchInput",
+                &[("event_type", text.clone()), ("tenant_id", text.clone())],
+            ),
+        ),
+        (
+            "RecordRequest",
+            requiring(
+                "RecordInput",
+                &[
+                    ("webhook_id", Type::Integer),
+                    ("event_id", text.clone()),
+                    ("event_type", text.clone()),
+                    ("status", text.clone()),
+                ],
+            ),
+        ),
+        (
+            "KeyRequest",
+            requiring("KeyInput", &[("tenant_id", text.clone()), ("role", text)]),
+        ),
+        ("EventRequest", RefOr::T(event)),
+        ("EventBatch", RefOr::T(Schema::OneOf(batch))),
+    ]
+}
+
 fn json_content(schema: &str) -> utoipa::openapi::Content {
     ContentBuilder::new()
         .schema(Some(Ref::from_schema_name(schema)))
@@ -286,22 +512,59 @@ fn json_content(schema: &str) -> utoipa::openapi::Content {
 }
 
 fn operation(route: &Route) -> utoipa::openapi::path::Operation {
-    let (_, path, summary, request, status, response) = *route;
+    let (ref method, path, summary, request, status, response) = *route;
     let mut op = OperationBuilder::new().summary(Some(summary));
     for segment in path.split('/').filter(|s| s.starts_with('{')) {
         let name = segment.trim_matches(|c| c == '{' || c == '}');
+        // Webhook ids are positive integers; key and delivery ids are strings.
+        let kind = if name == "id" { Kind::Id } else { Kind::Str };
         op = op.parameter(
             ParameterBuilder::new()
                 .name(name)
                 .parameter_in(ParameterIn::Path)
                 .required(Required::True)
-                .schema(Some(ObjectBuilder::new().schema_type(Type::String))),
+                .schema(Some(kind_schema(kind))),
+        );
+    }
+    for (_, _, name, kind, required) in QUERY.iter().filter(|q| q.0 == *method && q.1 == path) {
+        op = op.parameter(
+            ParameterBuilder::new()
+                .name(*name)
+                .parameter_in(ParameterIn::Query)
+                .required(if *required {
+                    Required::True
+                } else {
+                    Required::False
+                })
+                .schema(Some(kind_schema(*kind))),
+        );
+    }
+    if path.starts_with("/api/webhooks")
+        || path.starts_with("/api/health")
+        || path.starts_with("/api/events")
+        || path.starts_with("/api/inngest")
+        || path.starts_with("/e/")
+    {
+        op = op.parameter(
+            ParameterBuilder::new()
+                .name("X-Tenant-ID")
+                .parameter_in(ParameterIn::Header)
+                .required(Required::False)
+                .description(Some("The tenant the caller acts for"))
+                .schema(Some(kind_schema(Kind::Tenant))),
         );
     }
     if let Some(schema) = request {
+        // Only rotate-secret may be called without a body.
+        let required = if path.ends_with("/rotate-secret") {
+            Required::False
+        } else {
+            Required::True
+        };
         op = op.request_body(Some(
             RequestBodyBuilder::new()
                 .content("application/json", json_content(schema))
+                .required(Some(required))
                 .build(),
         ));
     }
@@ -349,6 +612,21 @@ fn operation(route: &Route) -> utoipa::openapi::path::Operation {
                 .description("well-formed but invalid")
                 .build(),
         );
+    let responses = match path {
+        "/api/webhooks/deliveries/{delivery_id}/retry" => responses.response(
+            "409",
+            ResponseBuilder::new()
+                .description("not finished yet, or its webhook was deleted")
+                .build(),
+        ),
+        "/readyz" => responses.response(
+            "503",
+            ResponseBuilder::new()
+                .description("database or actors not ready, or draining")
+                .build(),
+        ),
+        _ => responses,
+    };
     op.responses(responses).build()
 }
 
@@ -365,6 +643,9 @@ pub fn spec() -> Spec {
         }
     }
     if let Some(components) = doc.components.as_mut() {
+        for (name, schema) in request_schemas() {
+            components.schemas.insert(name.to_string(), schema);
+        }
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),

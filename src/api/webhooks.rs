@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use utoipa::ToSchema;
 
 use super::auth::{self, Admin};
-use super::body::{from_value, path_id, read_json, Query};
+use super::body::{from_value, object, path_id, read_json, whole, Query};
 use super::error::{ApiError, ApiResult};
 use super::{validate, AppState};
 use crate::actors::messages::{Remove, Upsert};
@@ -50,21 +50,42 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct WebhookInput {
     /// Only for `PUT /api/webhooks`.
+    #[schema(minimum = 1)]
+    #[serde(default, deserialize_with = "whole")]
     pub webhook_id: Option<i64>,
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00]*[^\s\x00][^\x00]*$"
+    )]
     pub webhook_name: Option<String>,
+    #[schema(pattern = r"^[A-Za-z0-9_.:-]{1,128}$")]
     pub tenant_id: Option<String>,
+    /// An exact event name or `*`.
+    #[schema(pattern = r"^(\*|[A-Za-z0-9_.:/-]{1,256})$")]
     pub event_type: Option<String>,
+    /// Absolute `http`/`https` URL without credentials.
+    #[schema(pattern = r"^https?://[^/?#@\s]+")]
     pub url: Option<String>,
+    #[schema(
+        min_length = 8,
+        max_length = 1024,
+        pattern = r"^[^\s\x00-\x1f\x7f-\x9f]+$"
+    )]
     pub secret: Option<String>,
     pub enabled: Option<bool>,
     #[schema(value_type = Option<BTreeMap<String, String>>)]
     pub headers: Option<BTreeMap<String, Value>>,
+    #[serde(default, deserialize_with = "object")]
     pub retry_config: Option<RetryInput>,
     /// `null` means unlimited.
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<RateLimitInput>)]
     pub rate_limit: Option<Option<RateLimitInput>>,
+    #[serde(default, deserialize_with = "object")]
     pub circuit_breaker: Option<BreakerInput>,
+    #[schema(minimum = 100, maximum = 120_000)]
+    #[serde(default, deserialize_with = "whole")]
     pub timeout_ms: Option<i64>,
     pub ordered: Option<bool>,
     pub created_by: Option<String>,
@@ -75,7 +96,11 @@ pub struct WebhookInput {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RetryInput {
+    #[schema(minimum = 1, maximum = 50)]
+    #[serde(default, deserialize_with = "whole")]
     pub max_attempts: Option<i64>,
+    #[schema(minimum = 10, maximum = 3_600_000)]
+    #[serde(default, deserialize_with = "whole")]
     pub backoff_ms: Option<i64>,
 }
 
@@ -83,7 +108,12 @@ pub struct RetryInput {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RateLimitInput {
+    /// Required when `rate_limit` is an object.
+    #[schema(minimum = 1, maximum = 100_000)]
+    #[serde(default, deserialize_with = "whole")]
     pub per_second: Option<i64>,
+    #[schema(minimum = 1, maximum = 100_000)]
+    #[serde(default, deserialize_with = "whole")]
     pub burst: Option<i64>,
 }
 
@@ -91,7 +121,11 @@ pub struct RateLimitInput {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BreakerInput {
+    #[schema(minimum = 1, maximum = 1000)]
+    #[serde(default, deserialize_with = "whole")]
     pub failure_threshold: Option<i64>,
+    #[schema(minimum = 10, maximum = 600_000)]
+    #[serde(default, deserialize_with = "whole")]
     pub cooldown_ms: Option<i64>,
 }
 
@@ -99,25 +133,34 @@ pub struct BreakerInput {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct RotateInput {
     /// How long the old secret keeps signing (default 86400, at most 604800).
+    #[schema(minimum = 0, maximum = 604_800)]
+    #[serde(default, deserialize_with = "whole")]
     pub grace_seconds: Option<i64>,
     /// The new secret (generated when absent).
+    #[schema(
+        min_length = 8,
+        max_length = 1024,
+        pattern = r"^[^\s\x00-\x1f\x7f-\x9f]+$"
+    )]
     pub secret: Option<String>,
 }
 
 /// Body of `match`.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct MatchInput {
+    #[schema(pattern = r"^(\*|[A-Za-z0-9_.:/-]{1,256})$")]
     pub event_type: Option<String>,
+    #[schema(pattern = r"^[A-Za-z0-9_.:-]{1,128}$")]
     pub tenant_id: Option<String>,
 }
 
-/// Tells an explicit `null` (Some(None)) from an absent field (None).
+/// Tells an explicit `null` (Some(None)) from an absent field (None); only an object is a value.
 fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
 where
     D: Deserializer<'de>,
     T: Deserialize<'de>,
 {
-    Option::<T>::deserialize(d).map(Some)
+    object(d).map(Some)
 }
 
 /// The webhook fields after merging input over defaults or the stored webhook.
@@ -361,6 +404,7 @@ async fn list(req: HttpRequest, st: web::Data<AppState>) -> ApiResult<HttpRespon
     )?;
     let tenant = match (q.str("tenant_id"), &admin.tenant) {
         (Some(t), _) => {
+            validate::tenant_id(t).map_err(|m| ApiError::bad_param("tenant_id", m))?;
             admin.check_tenant(t)?;
             Some(t.to_string())
         }

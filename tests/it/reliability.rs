@@ -1266,3 +1266,57 @@ async fn health_and_metrics_report_what_happened() {
         "{text}"
     );
 }
+
+/// A database outage: publishing is refused (503, nothing half-accepted), `/readyz` turns 503, and
+/// everything resumes by itself when the database is back. PostgreSQL only: an embedded SQLite file
+/// cannot go away while its process holds it open.
+#[tokio::test]
+async fn a_database_outage_is_survived_without_a_restart() {
+    let db = TestDb::new();
+    if !db.is_pg() {
+        return;
+    }
+    let server = TestServer::start(test_config(&db));
+    let mut rx = TestReceiver::start(200);
+    server
+        .create_webhook("t1", "claim/opened", &rx.url, json!({}))
+        .await;
+
+    db.set_pg_available(false);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, _) = server.get("/readyz").await;
+        if status == 503 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "readyz never noticed the outage");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, v) = server
+        .post(
+            "/api/events",
+            &json!({"event": "claim/opened", "data": {"tenantId": "t1"}}),
+        )
+        .await;
+    assert_eq!(status, 503, "{v}");
+    assert!(rx.next(Duration::from_millis(300)).await.is_none());
+
+    db.set_pg_available(true);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, _) = server.get("/readyz").await;
+        if status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "readyz never recovered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let published = server
+        .publish("t1", "claim/opened", json!({"after": "outage"}))
+        .await;
+    assert_eq!(published["deliveries"], 1);
+    assert_eq!(
+        rx.expect(Duration::from_secs(10)).await.json()["data"]["after"],
+        "outage"
+    );
+}

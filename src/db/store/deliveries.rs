@@ -15,6 +15,13 @@ use crate::db::DbConn;
 use crate::domain::OPEN_STATUSES;
 use crate::with_conn;
 
+/// `status IN ('pending', 'retrying')` as literal SQL: the partial indexes on open deliveries are only
+/// usable when the planner can see the values (with bind parameters SQLite never uses them, and
+/// PostgreSQL's generic plans may not).
+fn is_open() -> diesel::expression::SqlLiteral<diesel::sql_types::Bool> {
+    diesel::dsl::sql::<diesel::sql_types::Bool>("status IN ('pending', 'retrying')")
+}
+
 /// Filters and paging of a delivery listing (newest first).
 #[derive(Debug, Clone, Default)]
 pub struct DeliveryFilter {
@@ -116,7 +123,7 @@ pub async fn load_open(
     let after = after.unwrap_or("").to_string();
     let rows: Vec<DeliveryRow> = with_conn!(conn, c => d::table
         .filter(d::webhook_id.eq(webhook_id))
-        .filter(d::status.eq_any(OPEN_STATUSES))
+        .filter(is_open())
         .filter(d::delivery_id.gt(after))
         .order(d::delivery_id.asc())
         .limit(limit)
@@ -163,7 +170,7 @@ pub async fn cancel_delivery(
 /// Webhook ids that have deliveries not final (recovery at start).
 pub async fn webhooks_with_open(conn: &mut DbConn) -> QueryResult<Vec<i64>> {
     with_conn!(conn, c => d::table
-        .filter(d::status.eq_any(OPEN_STATUSES))
+        .filter(is_open())
         .select(d::webhook_id)
         .distinct()
         .load(c)
@@ -173,7 +180,7 @@ pub async fn webhooks_with_open(conn: &mut DbConn) -> QueryResult<Vec<i64>> {
 /// Deliveries not final, per webhook, for the given webhooks.
 pub async fn open_counts(conn: &mut DbConn, webhook_ids: &[i64]) -> QueryResult<HashMap<i64, i64>> {
     let rows: Vec<(i64, i64)> = with_conn!(conn, c => d::table
-        .filter(d::status.eq_any(OPEN_STATUSES))
+        .filter(is_open())
         .filter(d::webhook_id.eq_any(webhook_ids))
         .group_by(d::webhook_id)
         .select((d::webhook_id, diesel::dsl::count_star()))
@@ -185,7 +192,7 @@ pub async fn open_counts(conn: &mut DbConn, webhook_ids: &[i64]) -> QueryResult<
 /// Deliveries not final, over all webhooks (the queue depth).
 pub async fn count_open(conn: &mut DbConn) -> QueryResult<i64> {
     with_conn!(conn, c => d::table
-        .filter(d::status.eq_any(OPEN_STATUSES))
+        .filter(is_open())
         .count()
         .get_result(c)
         .await)

@@ -61,6 +61,19 @@ impl TestDb {
     pub fn is_pg(&self) -> bool {
         self.pg.is_some()
     }
+
+    /// PostgreSQL only: closes this database to new connections (`false`) and ends the open ones,
+    /// or opens it again (`true`) — a database outage without touching other tests.
+    pub fn set_pg_available(&self, available: bool) {
+        let Some((base, name)) = &self.pg else { return };
+        pg_admin(
+            base,
+            &format!("ALTER DATABASE {name} ALLOW_CONNECTIONS {available}"),
+        );
+        if !available {
+            pg_admin(base, &format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"));
+        }
+    }
 }
 
 impl Drop for TestDb {
