@@ -4,8 +4,8 @@
 //! sync diesel in one blocking task, one row per statement: single-row statements hit diesel's
 //! prepared-statement cache, whereas a multi-row `INSERT` of a new size is parsed again every time
 //! (the profile of the steady benchmark showed SQLite's parser at 8% of the server's CPU).
-//! PostgreSQL sends the intake's multi-row inserts in chunks below its bind limit, and the
-//! recorder's batch as two statements over `unnest` arrays (one round trip each).
+//! PostgreSQL writes each batch as statements over `unnest` arrays: one fixed statement per table,
+//! prepared once, one round trip, whatever the batch size (and no bind-parameter limit).
 
 use chrono::NaiveDateTime;
 use diesel::pg::sql_types::Array;
@@ -21,11 +21,6 @@ use crate::db::schema::{
     sys_webhook_attempts as a, sys_webhook_deliveries as d, sys_webhook_events as e,
 };
 use crate::db::SqliteConn;
-
-/// PostgreSQL accepts at most 65535 bind parameters per statement.
-const PG_MAX_BINDS: usize = 65_000;
-const EVENT_COLUMNS: usize = 6;
-const DELIVERY_COLUMNS: usize = 14;
 
 /// Batched writes both backends implement.
 pub trait BatchWrite {
@@ -89,21 +84,10 @@ impl BatchWrite for diesel_async::AsyncPgConnection {
         events: Vec<EventRow>,
         deliveries: Vec<DeliveryRow>,
     ) -> BoxFuture<'_, QueryResult<()>> {
+        use diesel_async::RunQueryDsl;
         async move {
-            for chunk in events.chunks(PG_MAX_BINDS / EVENT_COLUMNS) {
-                diesel_async::RunQueryDsl::execute(
-                    diesel::insert_into(e::table).values(chunk),
-                    &mut *self,
-                )
-                .await?;
-            }
-            for chunk in deliveries.chunks(PG_MAX_BINDS / DELIVERY_COLUMNS) {
-                diesel_async::RunQueryDsl::execute(
-                    diesel::insert_into(d::table).values(chunk),
-                    &mut *self,
-                )
-                .await?;
-            }
+            pg_events_insert(events).execute(&mut *self).await?;
+            pg_deliveries_insert(deliveries).execute(&mut *self).await?;
             Ok(())
         }
         .boxed()
@@ -127,6 +111,80 @@ impl BatchWrite for diesel_async::AsyncPgConnection {
         }
         .boxed()
     }
+}
+
+/// The boxed statement type of the `unnest` writes.
+type PgQuery = diesel::query_builder::BoxedSqlQuery<'static, Pg, diesel::query_builder::SqlQuery>;
+
+/// Events of one intake commit as one `INSERT ... SELECT FROM unnest(arrays)`.
+fn pg_events_insert(rows: Vec<EventRow>) -> PgQuery {
+    let n = rows.len();
+    let (mut id, mut tenant, mut ty, mut key, mut payload, mut at) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for r in rows {
+        id.push(r.event_id);
+        tenant.push(r.tenant_id);
+        ty.push(r.event_type);
+        key.push(r.idempotency_key);
+        payload.push(r.payload);
+        at.push(r.created_at);
+    }
+    diesel::sql_query(
+        "INSERT INTO sys_webhook_events (event_id, tenant_id, event_type, idempotency_key, payload, created_at) \
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamp[])",
+    )
+    .into_boxed()
+    .bind::<Array<Text>, _>(id)
+    .bind::<Array<Text>, _>(tenant)
+    .bind::<Array<Text>, _>(ty)
+    .bind::<Array<Nullable<Text>>, _>(key)
+    .bind::<Array<Text>, _>(payload)
+    .bind::<Array<Timestamp>, _>(at)
+}
+
+/// New (pending) deliveries of one intake commit as one `INSERT ... SELECT FROM unnest(arrays)`;
+/// the columns that start empty take their values in SQL.
+fn pg_deliveries_insert(rows: Vec<DeliveryRow>) -> PgQuery {
+    let n = rows.len();
+    let mut id = Vec::with_capacity(n);
+    let mut webhook = Vec::with_capacity(n);
+    let mut event = Vec::with_capacity(n);
+    let mut ty = Vec::with_capacity(n);
+    let mut tenant = Vec::with_capacity(n);
+    let mut status = Vec::with_capacity(n);
+    let mut attempts = Vec::with_capacity(n);
+    let mut at = Vec::with_capacity(n);
+    for r in rows {
+        id.push(r.delivery_id);
+        webhook.push(r.webhook_id);
+        event.push(r.event_id);
+        ty.push(r.event_type);
+        tenant.push(r.tenant_id);
+        status.push(r.status);
+        attempts.push(r.attempt_number);
+        at.push(r.created_at);
+    }
+    diesel::sql_query(
+        "INSERT INTO sys_webhook_deliveries (delivery_id, webhook_id, event_id, event_type, tenant_id, \
+         status, attempt_number, created_at, updated_at) \
+         SELECT d, w, e, t, tn, s, a, c, c FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], \
+         $5::text[], $6::text[], $7::int8[], $8::timestamp[]) AS v(d, w, e, t, tn, s, a, c)",
+    )
+    .into_boxed()
+    .bind::<Array<Text>, _>(id)
+    .bind::<Array<BigInt>, _>(webhook)
+    .bind::<Array<Text>, _>(event)
+    .bind::<Array<Text>, _>(ty)
+    .bind::<Array<Text>, _>(tenant)
+    .bind::<Array<Text>, _>(status)
+    .bind::<Array<BigInt>, _>(attempts)
+    .bind::<Array<Timestamp>, _>(at)
 }
 
 /// Keeps the last outcome of each delivery (a batch may hold `retrying` then `success` of one).
