@@ -13,6 +13,7 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    tune_allocator();
     let cli = Cli::parse();
     let config = match Config::from_settings(&cli.settings) {
         Ok(c) => c,
@@ -35,6 +36,24 @@ fn serve(config: Config) -> anyhow::Result<()> {
     let listener = std::net::TcpListener::bind(config.listen)
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     actix_web::rt::System::new().block_on(app::run(config, listener, app::shutdown_signal()))
+}
+
+/// Commit memory on demand and give freed memory back at once (unless `MIMALLOC_*` says otherwise):
+/// with mimalloc's eager defaults the backlog benchmark peaked at 174 MiB, with these at 97 MiB, at
+/// the same delivery rate.
+fn tune_allocator() {
+    // mimalloc v2 option numbers (mimalloc.h, `mi_option_e`).
+    const OPTIONS: [(i32, &str); 3] = [
+        (3, "MIMALLOC_EAGER_COMMIT"),
+        (4, "MIMALLOC_ARENA_EAGER_COMMIT"),
+        (15, "MIMALLOC_PURGE_DELAY"),
+    ];
+    for (option, env) in OPTIONS {
+        if std::env::var_os(env).is_none() {
+            // SAFETY: mi_option_set stores an integer setting; it runs before any other thread exists.
+            unsafe { libmimalloc_sys::mi_option_set(option, 0) };
+        }
+    }
 }
 
 fn init_logging(json: bool) {

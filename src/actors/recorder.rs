@@ -20,7 +20,7 @@ use crate::metrics::Metrics;
 use crate::with_conn;
 
 /// Rows handed to the recorder beyond which webhook actors stop starting attempts.
-pub const HIGH_WATER: usize = 20_000;
+pub const HIGH_WATER: usize = 10_000;
 
 /// The recorder actor.
 pub struct DeliveryRecorder {

@@ -33,7 +33,12 @@ const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres
 /// `busy_timeout` comes first: switching to WAL takes a lock, and without the timeout a connection
 /// opened while another process (or a stopping server) still holds one fails with "database is locked".
 const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
-     PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;";
+     PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;";
+/// Page cache of the writer, in KiB: the delivery indexes it updates stay in memory (the default
+/// 2 MiB cost 20% more CPU per delivery in the steady benchmark).
+const SQLITE_WRITER_CACHE_KIB: i64 = 16 * 1024;
+/// Page cache of each reader, in KiB: readers page small windows in.
+const SQLITE_READER_CACHE_KIB: i64 = 2 * 1024;
 
 /// Runs `$body` with `$c` bound to the live backend's connection (`&mut` to it).
 #[macro_export]
@@ -93,8 +98,8 @@ impl DbPool {
     pub fn new(url: &DatabaseUrl) -> anyhow::Result<Self> {
         match url {
             DatabaseUrl::Sqlite(path) => Ok(DbPool::Sqlite {
-                writer: sqlite_pool(path, 1)?,
-                reader: sqlite_pool(path, 4)?,
+                writer: sqlite_pool(path, 1, SQLITE_WRITER_CACHE_KIB)?,
+                reader: sqlite_pool(path, 4, SQLITE_READER_CACHE_KIB)?,
             }),
             DatabaseUrl::Postgres(url) => {
                 let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url.as_str());
@@ -142,13 +147,14 @@ fn pool_err(e: impl std::fmt::Display) -> PoolError {
     PoolError(e.to_string())
 }
 
-fn sqlite_pool(path: &str, size: usize) -> anyhow::Result<Pool<SqliteConn>> {
+fn sqlite_pool(path: &str, size: usize, cache_kib: i64) -> anyhow::Result<Pool<SqliteConn>> {
     let mut config = ManagerConfig::<SqliteConn>::default();
-    config.custom_setup = Box::new(|url| {
+    config.custom_setup = Box::new(move |url| {
         let url = url.to_string();
+        let pragmas = format!("{SQLITE_PRAGMAS} PRAGMA cache_size = -{cache_kib};");
         async move {
             let mut conn = SqliteConn::establish(&url).await?;
-            conn.batch_execute(SQLITE_PRAGMAS)
+            conn.batch_execute(&pragmas)
                 .await
                 .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
             Ok(conn)
