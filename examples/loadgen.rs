@@ -167,10 +167,11 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or(0.0)
     };
     println!("server ready in {:.0} ms", boot.as_secs_f64() * 1e3);
-    if let Some(b) = boot_with_hooks {
+    if let Some((b, idle_rss)) = boot_with_hooks {
         println!(
-            "server with {webhooks} webhooks: start to ready {:.0} ms",
-            b.as_secs_f64() * 1e3
+            "server with {webhooks} webhooks: start to ready {:.0} ms, idle RSS {} MiB",
+            b.as_secs_f64() * 1e3,
+            idle_rss / 1024
         );
     }
     println!(
@@ -405,7 +406,7 @@ async fn restart_ready(
     db_url: &str,
     client: &reqwest::Client,
     base: &str,
-) -> anyhow::Result<Option<Duration>> {
+) -> anyhow::Result<Option<(Duration, u64)>> {
     let _ = Command::new("kill")
         .args(["-TERM", &server.id().to_string()])
         .status();
@@ -414,7 +415,8 @@ async fn restart_ready(
     let t = Instant::now();
     *server = spawn_server(bin, db_url, port)?;
     wait_ready(client, base).await?;
-    Ok(Some(t.elapsed()))
+    let ready = t.elapsed();
+    Ok(Some((ready, rss_kib(server.id()))))
 }
 
 fn free_port() -> anyhow::Result<u16> {

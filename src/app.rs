@@ -38,7 +38,14 @@ pub async fn run(
     let pool = DbPool::new(&config.database).context("database")?;
     let cipher = SecretCipher::new(config.secret_key.as_deref());
     let metrics = Metrics::new();
+    let boot = Instant::now();
     let (hooks, with_backlog) = load_boot(&pool, &cipher).await?;
+    tracing::info!(
+        webhooks = hooks.len(),
+        with_backlog = with_backlog.len(),
+        ms = boot.elapsed().as_millis() as u64,
+        "registry loaded"
+    );
     let tls = Arc::new(sender::tls_config().context("TLS settings")?);
     let actors = actors::start(StartParams {
         db: pool.clone(),
