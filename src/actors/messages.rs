@@ -5,7 +5,6 @@ use std::sync::Arc;
 use actix::Message;
 use chrono::{DateTime, Utc};
 
-use super::status::HealthView;
 use crate::db::models::{DeliveryOutcome, NewAttemptRow};
 use crate::domain::Webhook;
 
@@ -80,14 +79,6 @@ pub struct DisabledByReceiver {
 #[derive(Message)]
 #[rtype(result = "usize")]
 pub struct Drain;
-
-/// Health of webhooks (all when `ids` is None).
-#[derive(Message)]
-#[rtype(result = "Vec<HealthView>")]
-pub struct HealthOf {
-    /// Which webhooks.
-    pub ids: Vec<i64>,
-}
 
 /// One attempt's outcome for the recorder.
 #[derive(Debug, Clone)]
