@@ -102,53 +102,20 @@ async fn deliveries_of(s: &TestServer, webhook_id: i64) -> Vec<Value> {
 
 /// Polls `GET /api/webhooks/deliveries/{id}` until `check` holds.
 async fn wait_delivery(s: &TestServer, id: &str, check: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let (status, v) = s.get(&format!("/api/webhooks/deliveries/{id}")).await;
-        assert_eq!(status, 200, "{v}");
-        if check(&v) {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "delivery never satisfied the check: {v}"
-        );
-        tokio::time::sleep(POLL).await;
-    }
+    s.wait_get(&format!("/api/webhooks/deliveries/{id}"), WAIT, check)
+        .await
 }
 
 /// Polls `GET /api/webhooks/{id}/health` until `check` holds.
 async fn wait_health(s: &TestServer, id: i64, check: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let (status, v) = s.get(&format!("/api/webhooks/{id}/health")).await;
-        assert_eq!(status, 200, "{v}");
-        if check(&v) {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "health never satisfied the check: {v}"
-        );
-        tokio::time::sleep(POLL).await;
-    }
+    s.wait_get(&format!("/api/webhooks/{id}/health"), WAIT, check)
+        .await
 }
 
 /// Polls `GET /api/webhooks/{id}` until `check` holds.
 async fn wait_webhook(s: &TestServer, id: i64, check: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let (status, v) = s.get(&format!("/api/webhooks/{id}")).await;
-        assert_eq!(status, 200, "{v}");
-        if check(&v) {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "webhook never satisfied the check: {v}"
-        );
-        tokio::time::sleep(POLL).await;
-    }
+    s.wait_get(&format!("/api/webhooks/{id}"), WAIT, check)
+        .await
 }
 
 async fn metrics(s: &TestServer) -> String {

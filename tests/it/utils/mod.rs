@@ -269,6 +269,29 @@ impl TestServer {
         v
     }
 
+    /// Polls `GET path` (which must answer 200) until `check` holds for its body, or panics after
+    /// `timeout`. The recorder writes every few ms; a short poll is a wait-until, not a fixed sleep.
+    pub async fn wait_get(
+        &self,
+        path: &str,
+        timeout: Duration,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let (status, v) = self.get(path).await;
+            assert_eq!(status, 200, "GET {path}: {v}");
+            if check(&v) {
+                return v;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "GET {path} never satisfied the check: {v}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Waits until `check` holds for the delivery listing of `query`, or panics after `timeout`.
     pub async fn wait_deliveries(
         &self,
@@ -276,31 +299,13 @@ impl TestServer {
         timeout: Duration,
         check: impl Fn(&[Value]) -> bool,
     ) -> Vec<Value> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let (status, v) = self.get(&format!("/api/webhooks/deliveries?{query}")).await;
-            assert_eq!(status, 200, "{v}");
-            let list = v["deliveries"].as_array().cloned().unwrap_or_default();
-            if check(&list) {
-                return list;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "deliveries never satisfied the check: {list:?}"
-            );
-            // The recorder writes every few ms; a short poll is a wait-until, not a fixed sleep.
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            self.shutdown();
-        } else if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        let list = |v: &Value| v["deliveries"].as_array().cloned().unwrap_or_default();
+        let v = self
+            .wait_get(&format!("/api/webhooks/deliveries?{query}"), timeout, |v| {
+                check(&list(v))
+            })
+            .await;
+        list(&v)
     }
 }
 
