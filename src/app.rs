@@ -99,11 +99,30 @@ pub async fn run(
     let _ = server_task.await;
     drain(&actors, &config).await;
     let _ = actors.recorder.send(Flush).await;
+    stop_arbiters(actors).await;
+    tracing::info!("shutdown complete");
+    Ok(())
+}
+
+/// Stops the actors' threads and waits for them, so that their database connections are closed
+/// when `run` returns (a restart on the same SQLite file then finds it unlocked).
+async fn stop_arbiters(actors: actors::Actors) {
     for arbiter in actors.arbiters.iter() {
         arbiter.stop();
     }
-    tracing::info!("shutdown complete");
-    Ok(())
+    let actors::Actors { arbiters, .. } = actors;
+    // The last handle is ours once the HTTP workers (which held clones of the state) are gone.
+    match Arc::try_unwrap(arbiters) {
+        Ok(arbiters) => {
+            let _ = tokio::task::spawn_blocking(move || {
+                for arbiter in arbiters {
+                    let _ = arbiter.join();
+                }
+            })
+            .await;
+        }
+        Err(_) => tracing::debug!("actor threads still shared; stopped without waiting"),
+    }
 }
 
 /// Stops new attempts and waits (bounded) for those in flight to finish.
