@@ -13,11 +13,21 @@ use crate::domain::Webhook;
 
 /// Routes of this resource.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz))
-        .route("/metrics", web::get().to(metrics))
-        .route("/api/health/webhooks", web::get().to(all_webhooks))
-        .route("/api/webhooks/{id}/health", web::get().to(one_webhook));
+    // Resources (not bare routes) so that another method answers 405 in the error shape; HEAD is
+    // answered like GET for load balancers that probe with it.
+    cfg.service(
+        web::resource("/healthz")
+            .route(web::get().to(healthz))
+            .route(web::head().to(healthz)),
+    )
+    .service(
+        web::resource("/readyz")
+            .route(web::get().to(readyz))
+            .route(web::head().to(readyz)),
+    )
+    .service(web::resource("/metrics").route(web::get().to(metrics)))
+    .service(web::resource("/api/health/webhooks").route(web::get().to(all_webhooks)))
+    .service(web::resource("/api/webhooks/{id}/health").route(web::get().to(one_webhook)));
 }
 
 async fn healthz() -> HttpResponse {

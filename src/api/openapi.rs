@@ -656,7 +656,7 @@ pub fn spec() -> Spec {
 
 /// Routes of this resource.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/openapi.json", web::get().to(document));
+    cfg.service(web::resource("/api/openapi.json").route(web::get().to(document)));
 }
 
 async fn document(req: HttpRequest, st: web::Data<AppState>) -> ApiResult<HttpResponse> {

@@ -2084,6 +2084,20 @@ async fn healthz_and_readyz_answer_200() {
     assert_eq!(v["status"], "ok");
     let (status, v) = env.server.get("/readyz").await;
     assert_eq!(status, 200, "{v}");
+    // Load balancers probe with HEAD; other methods are 405 in the error shape.
+    for path in ["/healthz", "/readyz"] {
+        let (status, _) = env
+            .server
+            .send(env.server.request(reqwest::Method::HEAD, path))
+            .await;
+        assert_eq!(status, 200, "HEAD {path}");
+        let (status, v) = env
+            .server
+            .json(reqwest::Method::PUT, path, &json!({}))
+            .await;
+        assert_eq!(status, 405, "PUT {path}: {v}");
+        assert!(v["error"]["code"].is_string(), "{v}");
+    }
 }
 
 #[tokio::test]
