@@ -1800,33 +1800,14 @@ async fn malformed_json_is_400() {
         assert_eq!(status, 400, "{bad:?}: {v}");
         assert_error(&v, "bad_request", None);
     }
-    let (status, v) = raw(
-        &env,
-        Method::PATCH,
-        "/api/webhooks/1",
-        Some("application/json"),
-        "{oops",
-    )
-    .await;
-    assert_eq!(status, 400, "{v}");
-    let (status, v) = raw(
-        &env,
-        Method::PUT,
-        "/api/webhooks",
-        Some("application/json"),
-        "{oops",
-    )
-    .await;
-    assert_eq!(status, 400, "{v}");
-    let (status, v) = raw(
-        &env,
-        Method::POST,
-        "/api/webhooks/match",
-        Some("application/json"),
-        "[",
-    )
-    .await;
-    assert_eq!(status, 400, "{v}");
+    for (method, path, body) in [
+        (Method::PATCH, "/api/webhooks/1", "{oops"),
+        (Method::PUT, "/api/webhooks", "{oops"),
+        (Method::POST, "/api/webhooks/match", "["),
+    ] {
+        let (status, v) = raw(&env, method.clone(), path, Some("application/json"), body).await;
+        assert_eq!(status, 400, "{method} {path}: {v}");
+    }
     // Deeply nested JSON does not crash the server.
     let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
     let (status, _) = raw(

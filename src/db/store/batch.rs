@@ -119,14 +119,12 @@ type PgQuery = diesel::query_builder::BoxedSqlQuery<'static, Pg, diesel::query_b
 /// Events of one intake commit as one `INSERT ... SELECT FROM unnest(arrays)`.
 fn pg_events_insert(rows: Vec<EventRow>) -> PgQuery {
     let n = rows.len();
-    let (mut id, mut tenant, mut ty, mut key, mut payload, mut at) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
+    let mut id = Vec::with_capacity(n);
+    let mut tenant = Vec::with_capacity(n);
+    let mut ty = Vec::with_capacity(n);
+    let mut key = Vec::with_capacity(n);
+    let mut payload = Vec::with_capacity(n);
+    let mut at = Vec::with_capacity(n);
     for r in rows {
         id.push(r.event_id);
         tenant.push(r.tenant_id);
