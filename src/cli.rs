@@ -1,6 +1,10 @@
 //! Command line: `serve` (the default) and `migrate`, with every setting as a flag or environment variable.
 
-use clap::{Args, Parser, Subcommand};
+use std::net::{IpAddr, SocketAddr};
+
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use ipnet::IpNet;
 
 /// Beema Webhooks: fans the kernel's domain events out to registered webhook URLs,
 /// signed, retried, rate-limited and recorded.
@@ -34,7 +38,7 @@ pub struct Settings {
         default_value = "127.0.0.1:3000",
         global = true
     )]
-    pub listen: String,
+    pub listen: SocketAddr,
     /// `sqlite://PATH` (embedded, created on first run) or `postgres://...`.
     #[arg(
         long,
@@ -55,8 +59,11 @@ pub struct Settings {
           value_parser = clap::builder::BoolishValueParser::new())]
     pub allow_private_targets: bool,
     /// Comma-separated ranges allowed as targets even though non-public (e.g. `10.20.0.0/16`).
-    #[arg(long, env = "BEEMA_ALLOWED_TARGET_CIDRS", global = true)]
-    pub allowed_target_cidrs: Option<String>,
+    // The whole list is one value (the full path `::std::vec::Vec` keeps clap from splitting it),
+    // so that empty entries can be skipped and a bad entry is named in the error.
+    #[arg(long, env = "BEEMA_ALLOWED_TARGET_CIDRS", global = true, default_value = "",
+          hide_default_value = true, value_parser = parse_cidrs)]
+    pub allowed_target_cidrs: ::std::vec::Vec<IpNet>,
     /// When set, webhook secrets are encrypted at rest with a key derived from it.
     #[arg(long, env = "BEEMA_SECRET_KEY", global = true, hide_env_values = true)]
     pub secret_key: Option<String>,
@@ -68,9 +75,77 @@ pub struct Settings {
         global = true
     )]
     pub max_body_bytes: usize,
-    /// Log format: `text` or `json` (the log filter itself is `RUST_LOG`, default `info`).
-    #[arg(long, env = "BEEMA_LOG_FORMAT", default_value = "text", global = true)]
-    pub log_format: String,
+    /// Log format (the log filter itself is `RUST_LOG`, default `info`).
+    #[arg(long, env = "BEEMA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Cli {
+    /// Parses the command line and environment. Help and version print and exit as clap does;
+    /// anything else wrong becomes a one-line reason naming the setting's environment variable,
+    /// because operators mostly configure the server through the environment.
+    pub fn from_env_and_args() -> Result<Self, String> {
+        Self::try_parse().map_err(|e| match e.kind() {
+            ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
+            _ => one_line_reason(&e),
+        })
+    }
+}
+
+/// clap's message without its usage hints, on one line, prefixed by the variable it concerns.
+fn one_line_reason(e: &clap::Error) -> String {
+    let rendered = e.to_string();
+    let first = rendered.lines().next().unwrap_or_default();
+    let message = first.strip_prefix("error: ").unwrap_or(first);
+    match setting_env(e) {
+        Some(env) => format!("{env}: {message}"),
+        None => message.to_string(),
+    }
+}
+
+/// The environment variable of the flag an error is about (`--listen <LISTEN>` -> `BEEMA_LISTEN`).
+fn setting_env(e: &clap::Error) -> Option<String> {
+    let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let long = arg.strip_prefix("--")?.split([' ', '=']).next()?;
+    let cmd = Cli::command();
+    let env = cmd
+        .get_arguments()
+        .find(|a| a.get_long() == Some(long))?
+        .get_env()?;
+    Some(env.to_string_lossy().into_owned())
+}
+
+/// Parses a comma-separated list of CIDRs (`BEEMA_ALLOWED_TARGET_CIDRS`). Entries are trimmed,
+/// empty entries ignored, and a bare IP means a single host (/32 or /128). The error names the
+/// offending entry so operators can fix their configuration.
+pub fn parse_cidrs(s: &str) -> Result<Vec<IpNet>, String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(|entry| {
+            entry
+                .parse::<IpNet>()
+                .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| {
+                    format!(
+                        "invalid CIDR entry {entry:?}: expected an IP address or a range like 10.0.0.0/8"
+                    )
+                })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -95,5 +170,72 @@ mod tests {
         assert!(matches!(cli.command, Some(Command::Migrate)));
         assert_eq!(cli.settings.database_url, "sqlite://x.db");
         assert!(cli.settings.allow_private_targets);
+    }
+
+    #[test]
+    fn values_are_typed() {
+        let cli = Cli::try_parse_from([
+            "beema-webhooks",
+            "--listen",
+            "[::1]:8080",
+            "--allowed-target-cidrs",
+            "10.0.0.0/8, 127.0.0.1",
+            "--log-format",
+            "json",
+        ])
+        .unwrap();
+        assert_eq!(cli.settings.listen, "[::1]:8080".parse().unwrap());
+        assert_eq!(
+            cli.settings.allowed_target_cidrs,
+            vec![
+                "10.0.0.0/8".parse::<IpNet>().unwrap(),
+                "127.0.0.1/32".parse().unwrap()
+            ]
+        );
+        assert_eq!(cli.settings.log_format, LogFormat::Json);
+        let defaults = Cli::try_parse_from(["beema-webhooks"]).unwrap().settings;
+        assert!(defaults.allowed_target_cidrs.is_empty());
+        assert_eq!(defaults.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn a_bad_value_is_one_line_naming_its_variable() {
+        for (flag, value, env) in [
+            ("--listen", "not-an-address", "BEEMA_LISTEN"),
+            (
+                "--allowed-target-cidrs",
+                "10.0.0.0/99",
+                "BEEMA_ALLOWED_TARGET_CIDRS",
+            ),
+            ("--log-format", "yaml", "BEEMA_LOG_FORMAT"),
+            ("--max-body-bytes", "-1", "BEEMA_MAX_BODY_BYTES"),
+        ] {
+            let arg = format!("{flag}={value}");
+            let e = Cli::try_parse_from(["beema-webhooks", &arg]).unwrap_err();
+            let reason = one_line_reason(&e);
+            assert!(!reason.contains('\n'), "{reason}");
+            assert!(reason.starts_with(env), "{reason}");
+            assert!(reason.contains(value), "{reason}");
+        }
+    }
+
+    #[test]
+    fn parse_cidrs_works() {
+        let nets = parse_cidrs(" 10.0.0.0/8, ,192.168.1.5 ,fd00::/8,::1,").unwrap();
+        let expected: Vec<IpNet> = ["10.0.0.0/8", "192.168.1.5/32", "fd00::/8", "::1/128"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        assert_eq!(nets, expected);
+        assert_eq!(parse_cidrs("").unwrap(), vec![]);
+        assert_eq!(parse_cidrs(" , ").unwrap(), vec![]);
+    }
+
+    #[test]
+    fn parse_cidrs_names_bad_entry() {
+        let err = parse_cidrs("10.0.0.0/8, nonsense/99").unwrap_err();
+        assert!(err.contains("nonsense/99"), "{err}");
+        let err = parse_cidrs("10.0.0.0/33").unwrap_err();
+        assert!(err.contains("10.0.0.0/33"), "{err}");
     }
 }

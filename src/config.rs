@@ -1,17 +1,17 @@
 //! Validated runtime configuration, built once from the command line and environment.
+//! Plain data at the bottom of the crate: it names no other layer (clap has already parsed
+//! the typed values in [`crate::cli`]).
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::cli::Settings;
-use crate::delivery::ssrf::{parse_cidrs, TargetPolicy};
+use ipnet::IpNet;
+
+use crate::cli::{LogFormat, Settings};
 
 /// Errors that stop the program before it starts serving.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// `BEEMA_LISTEN` is not `host:port`.
-    #[error("BEEMA_LISTEN: `{0}` is not an address like 127.0.0.1:3000")]
-    Listen(String),
     /// `DATABASE_URL` names neither SQLite nor PostgreSQL.
     #[error("DATABASE_URL: `{0}` must start with sqlite:// or postgres://")]
     DatabaseUrl(String),
@@ -23,12 +23,6 @@ pub enum ConfigError {
         /// The unset settings.
         missing: String,
     },
-    /// `BEEMA_ALLOWED_TARGET_CIDRS` does not parse.
-    #[error("BEEMA_ALLOWED_TARGET_CIDRS: {0}")]
-    Cidrs(String),
-    /// `BEEMA_LOG_FORMAT` is not `text` or `json`.
-    #[error("BEEMA_LOG_FORMAT: `{0}` must be text or json")]
-    LogFormat(String),
     /// `BEEMA_MAX_BODY_BYTES` is zero.
     #[error("BEEMA_MAX_BODY_BYTES must be at least 1")]
     MaxBody,
@@ -60,6 +54,15 @@ impl DatabaseUrl {
         }
         Err(ConfigError::DatabaseUrl(raw.to_string()))
     }
+}
+
+/// Which destinations deliveries may reach (`delivery::ssrf` decides what that allows).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TargetPolicy {
+    /// Allow every address, including loopback and private ranges (development setups).
+    pub allow_private: bool,
+    /// Extra ranges allowed even though they are not public (e.g. an internal receiver).
+    pub allowed_cidrs: Vec<IpNet>,
 }
 
 /// Runtime knobs that the contract does not expose; tests shrink them.
@@ -115,35 +118,22 @@ pub struct Config {
 impl Config {
     /// Validates settings from the command line and environment.
     pub fn from_settings(s: &Settings) -> Result<Self, ConfigError> {
-        let listen: SocketAddr = s
-            .listen
-            .parse()
-            .map_err(|_| ConfigError::Listen(s.listen.clone()))?;
         let database = DatabaseUrl::parse(&s.database_url)?;
-        let allowed_cidrs = match &s.allowed_target_cidrs {
-            Some(raw) => parse_cidrs(raw).map_err(ConfigError::Cidrs)?,
-            None => Vec::new(),
-        };
-        let json_logs = match s.log_format.as_str() {
-            "text" | "" => false,
-            "json" => true,
-            other => return Err(ConfigError::LogFormat(other.to_string())),
-        };
         if s.max_body_bytes == 0 {
             return Err(ConfigError::MaxBody);
         }
         let config = Self {
-            listen,
+            listen: s.listen,
             database,
             admin_token: s.admin_token.clone().filter(|t| !t.is_empty()),
             event_key: s.event_key.clone().filter(|t| !t.is_empty()),
             targets: TargetPolicy {
                 allow_private: s.allow_private_targets,
-                allowed_cidrs,
+                allowed_cidrs: s.allowed_target_cidrs.clone(),
             },
             secret_key: s.secret_key.clone().filter(|t| !t.is_empty()),
             max_body_bytes: s.max_body_bytes,
-            json_logs,
+            json_logs: s.log_format == LogFormat::Json,
             tuning: Tuning::default(),
         };
         config.check_exposure()?;

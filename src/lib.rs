@@ -29,3 +29,5 @@ pub mod secrets;
 pub mod testing;
 
 pub use app::run;
+// `use crate::with_conn;` in every module; not exported from the crate.
+pub(crate) use db::with_conn;

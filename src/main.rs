@@ -1,11 +1,11 @@
 //! The `beema-webhooks` binary: parse settings, set up logging, then serve or migrate.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use beema_webhooks::cli::{Cli, Command};
 use beema_webhooks::config::Config;
 use beema_webhooks::{app, db};
-use clap::Parser;
 
 /// mimalloc: the dispatcher allocates many small, short-lived buffers per delivery (requests,
 /// rows, JSON); glibc's malloc was about 15% of the server's CPU in the steady benchmark.
@@ -14,7 +14,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     tune_allocator();
-    let cli = Cli::parse();
+    let cli = match Cli::from_env_and_args() {
+        Ok(c) => c,
+        Err(reason) => return fail(&reason),
+    };
     let config = match Config::from_settings(&cli.settings) {
         Ok(c) => c,
         Err(e) => return fail(&e),
@@ -42,11 +45,16 @@ fn serve(config: Config) -> anyhow::Result<()> {
 /// with mimalloc's eager defaults the backlog benchmark peaked at 174 MiB, with these at 97 MiB, at
 /// the same delivery rate.
 fn tune_allocator() {
-    // mimalloc v2 option numbers (mimalloc.h, `mi_option_e`).
-    const OPTIONS: [(i32, &str); 3] = [
-        (3, "MIMALLOC_EAGER_COMMIT"),
-        (4, "MIMALLOC_ARENA_EAGER_COMMIT"),
-        (15, "MIMALLOC_PURGE_DELAY"),
+    use libmimalloc_sys::mi_option_t;
+    // mimalloc v2's `mi_option_e` names (mimalloc.h); libmimalloc-sys exports no constants for
+    // these three, so they are named here once.
+    const MI_OPTION_EAGER_COMMIT: mi_option_t = 3;
+    const MI_OPTION_ARENA_EAGER_COMMIT: mi_option_t = 4;
+    const MI_OPTION_PURGE_DELAY: mi_option_t = 15;
+    const OPTIONS: [(mi_option_t, &str); 3] = [
+        (MI_OPTION_EAGER_COMMIT, "MIMALLOC_EAGER_COMMIT"),
+        (MI_OPTION_ARENA_EAGER_COMMIT, "MIMALLOC_ARENA_EAGER_COMMIT"),
+        (MI_OPTION_PURGE_DELAY, "MIMALLOC_PURGE_DELAY"),
     ];
     for (option, env) in OPTIONS {
         if std::env::var_os(env).is_none() {
@@ -61,7 +69,9 @@ fn init_logging(json: bool) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal: a log file or collector gets plain text.
+        .with_ansi(std::io::stderr().is_terminal());
     if json {
         builder.json().init();
     } else {

@@ -72,7 +72,8 @@ impl DeliveryRecorder {
         self.writing = true;
         self.metrics.recorder_batch.observe(n as f64);
         let db = self.db.clone();
-        // Spawned as its own task: a write is never dropped half-way (STACK.md, SQLite on actix).
+        // Spawned as its own task: a write is never dropped half-way (dropping an in-flight SQLite
+        // query calls `block_in_place`, which panics on actix's threads).
         let task = tokio::spawn(write_with_retry(db, rows));
         ctx.spawn(
             async move { task.await.is_ok() }

@@ -108,7 +108,7 @@ impl WebhookActor {
     }
 
     /// Runs `f`, turning a panic into a stop, which the Supervisor answers with a restart
-    /// (actix alone would kill the actor for good: STACK.md).
+    /// (a panic in a handler would otherwise close the mailbox and kill the actor for good).
     fn guarded(&mut self, ctx: &mut Context<Self>, f: impl FnOnce(&mut Self, &mut Context<Self>)) {
         if std::panic::catch_unwind(AssertUnwindSafe(|| f(self, ctx))).is_err() {
             tracing::error!(
@@ -394,7 +394,8 @@ impl WebhookActor {
         let db = self.deps.db.clone();
         let id = self.webhook.id;
         let cursor = self.cursor.clone();
-        // Spawned as its own task: a query is never dropped half-way (STACK.md).
+        // Spawned as its own task: a query is never dropped half-way (dropping an in-flight SQLite
+        // query calls `block_in_place`, which panics on actix's threads).
         let task = tokio::spawn(async move {
             let mut conn = db.read().await.map_err(|e| e.to_string())?;
             crate::db::store::deliveries::load_open(&mut conn, id, cursor.as_deref(), limit)

@@ -32,7 +32,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-/// Body of `POST /api/webhooks/deliveries` (the seed's columns).
+/// Body of `POST /api/webhooks/deliveries`: a result recorded from outside the dispatcher, with
+/// the columns such callers already send (README, API table).
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct RecordInput {
     #[schema(minimum = 1)]

@@ -41,7 +41,6 @@ const SQLITE_WRITER_CACHE_KIB: i64 = 16 * 1024;
 const SQLITE_READER_CACHE_KIB: i64 = 2 * 1024;
 
 /// Runs `$body` with `$c` bound to the live backend's connection (`&mut` to it).
-#[macro_export]
 macro_rules! with_conn {
     ($conn:expr, $c:ident => $body:expr) => {
         match $conn {
@@ -56,6 +55,8 @@ macro_rules! with_conn {
         }
     };
 }
+// Crate-local: the macro names our connection types, so it is no API for other crates.
+pub(crate) use with_conn;
 
 /// A pooled connection to either backend.
 // Lives on the stack for one unit of work; boxing the larger arm would cost an allocation per checkout.
@@ -131,7 +132,8 @@ impl DbPool {
     /// True when the database answers a trivial query within a second.
     pub async fn ping(&self) -> bool {
         let pool = self.clone();
-        // Spawned so that a timed-out query is never dropped mid-flight (see STACK.md).
+        // Spawned so that a timed-out query is never dropped mid-flight: dropping an in-flight
+        // SQLite query calls `block_in_place`, which panics on actix's threads.
         let probe = tokio::spawn(async move {
             let mut conn = pool.read().await.ok()?;
             with_conn!(&mut conn, c => c.batch_execute("SELECT 1").await.ok())
@@ -166,7 +168,8 @@ fn sqlite_pool(path: &str, size: usize, cache_kib: i64) -> anyhow::Result<Pool<S
 }
 
 /// Applies pending migrations. Blocking: call it from a thread with no async runtime entered,
-/// because diesel's migration harness blocks on the async connection (STACK.md: `block_in_place`).
+/// because diesel's migration harness blocks on the async connection (`block_in_place`, which
+/// panics on actix's threads).
 pub fn run_migrations(url: &DatabaseUrl) -> anyhow::Result<()> {
     match url {
         DatabaseUrl::Sqlite(path) => {

@@ -295,7 +295,7 @@ async fn deliveries_can_be_filtered_paged_recorded_and_retried() {
         })
         .await;
 
-    // Recording a result from outside (seed compatibility).
+    // Recording a result from outside (`POST /api/webhooks/deliveries`).
     let (status, rec) = env
         .server
         .post(

@@ -90,7 +90,7 @@ pub async fn list_attempts(conn: &mut DbConn, delivery_id: &str) -> QueryResult<
         .await)
 }
 
-/// Inserts one delivery record (the seed's "record a result from outside").
+/// Inserts one delivery record (`POST /api/webhooks/deliveries`: a result recorded from outside).
 pub async fn insert_delivery(conn: &mut DbConn, row: &DeliveryRow) -> QueryResult<DeliveryRow> {
     with_conn!(conn, c => diesel::insert_into(d::table)
         .values(row)
