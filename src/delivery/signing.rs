@@ -1,11 +1,11 @@
-//! Webhook payload signing and verification: the legacy Beema `sha256=` scheme and the
-//! Standard Webhooks `v1,` scheme, plus secret generation.
+//! Webhook payload signing: the legacy Beema `sha256=` scheme and the Standard Webhooks `v1,`
+//! scheme, plus secret generation. Verifying is the receiver's job (`examples/webhook_receiver.rs`);
+//! the tests check what is signed here with the independent `standardwebhooks` crate.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
-use subtle::ConstantTimeEq;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -61,7 +61,7 @@ pub fn standard_signature(secret: &str, msg_id: &str, timestamp: i64, body: &[u8
     format!("v1,{}", STANDARD.encode(mac))
 }
 
-/// Raw MAC for the Standard Webhooks scheme; shared by signing and verification.
+/// Raw MAC for the Standard Webhooks scheme.
 fn standard_mac(key: &[u8], msg_id: &str, timestamp: i64, body: &[u8]) -> Vec<u8> {
     let prefix = format!("{msg_id}.{timestamp}.");
     hmac_sha256(key, &[prefix.as_bytes(), body])
@@ -94,53 +94,6 @@ pub fn generate_secret() -> String {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).expect("OS random source");
     format!("{WHSEC_PREFIX}{}", STANDARD.encode(bytes))
-}
-
-/// Constant-time byte comparison so verification does not leak how many leading bytes
-/// of a forged signature were correct.
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    a.ct_eq(b).into()
-}
-
-/// Verifies a legacy Beema `sha256=<hex>` header value against `body`, in constant time.
-pub fn verify_beema_signature(secret: &str, body: &[u8], header_value: &str) -> bool {
-    let mac = hmac_sha256(secret.as_bytes(), &[body]);
-    // An empty MAC only comes from the (unreachable) key-setup failure path; never let
-    // it verify a bare "sha256=" header.
-    if mac.is_empty() {
-        return false;
-    }
-    let expected = format!("sha256={}", hex::encode(mac));
-    ct_eq(expected.as_bytes(), header_value.trim().as_bytes())
-}
-
-/// Verifies a Standard Webhooks signature header, which may carry several
-/// space-separated `v1,<base64>` entries (secret rotation); any match is accepted.
-/// Entries with other version tags are ignored. Comparisons run in constant time.
-pub fn verify_standard_signature(
-    secret: &str,
-    msg_id: &str,
-    timestamp: i64,
-    body: &[u8],
-    header_value: &str,
-) -> bool {
-    let key = secret_key_bytes(secret);
-    let expected = standard_mac(&key, msg_id, timestamp, body);
-    // See verify_beema_signature: an empty MAC must never match an empty "v1," entry.
-    if expected.is_empty() {
-        return false;
-    }
-    // Evaluate every entry (no early return) so timing does not reveal which one matched.
-    let mut matched = false;
-    for entry in header_value.split_whitespace() {
-        let Some(sig) = entry.strip_prefix("v1,") else {
-            continue;
-        };
-        if let Ok(candidate) = STANDARD.decode(sig) {
-            matched |= ct_eq(&expected, &candidate);
-        }
-    }
-    matched
 }
 
 #[cfg(test)]
@@ -236,109 +189,52 @@ mod tests {
         assert_eq!(a.len(), 6 + 44);
     }
 
-    #[test]
-    fn verify_beema_accepts_and_rejects() {
-        let sig = beema_signature("s3cret", b"payload");
-        assert!(verify_beema_signature("s3cret", b"payload", &sig));
-        assert!(!verify_beema_signature("s3cret", b"payload!", &sig));
-        assert!(!verify_beema_signature("other", b"payload", &sig));
-        assert!(!verify_beema_signature("s3cret", b"payload", ""));
-        assert!(!verify_beema_signature(
-            "s3cret",
-            b"payload",
-            &sig.to_uppercase()
-        ));
+    /// The `standardwebhooks` crate, keyed as the dispatcher keys a secret.
+    fn reference(secret: &str) -> standardwebhooks::Webhook {
+        standardwebhooks::Webhook::from_bytes(secret_key_bytes(secret)).unwrap()
     }
 
     #[test]
-    fn verify_standard_accepts_any_of_multiple() {
-        let header = standard_signature_header(
-            ["whsec_b2xkc2VjcmV0", SPEC_SECRET],
-            SPEC_MSG_ID,
-            SPEC_TS,
-            SPEC_BODY,
+    fn the_reference_crate_agrees_with_every_signature() {
+        for secret in [SPEC_SECRET, "plainsecret", "whsec_b2xkc2VjcmV0"] {
+            assert_eq!(
+                standard_signature(secret, SPEC_MSG_ID, SPEC_TS, SPEC_BODY),
+                reference(secret)
+                    .sign(SPEC_MSG_ID, SPEC_TS, SPEC_BODY)
+                    .unwrap(),
+                "{secret}"
+            );
+        }
+        // A whsec_ secret is the base64 key the reference crate decodes itself.
+        assert_eq!(
+            standardwebhooks::Webhook::new(SPEC_SECRET)
+                .unwrap()
+                .sign(SPEC_MSG_ID, SPEC_TS, SPEC_BODY)
+                .unwrap(),
+            SPEC_SIG
         );
-        assert!(verify_standard_signature(
-            SPEC_SECRET,
-            SPEC_MSG_ID,
-            SPEC_TS,
-            SPEC_BODY,
-            &header
-        ));
-        assert!(verify_standard_signature(
-            "whsec_b2xkc2VjcmV0",
-            SPEC_MSG_ID,
-            SPEC_TS,
-            SPEC_BODY,
-            &header
-        ));
-        assert!(!verify_standard_signature(
-            "whsec_bmV3c2VjcmV0",
-            SPEC_MSG_ID,
-            SPEC_TS,
-            SPEC_BODY,
-            &header
-        ));
     }
 
     #[test]
-    fn verify_standard_rejects_tampering() {
-        let sig = standard_signature(SPEC_SECRET, SPEC_MSG_ID, SPEC_TS, SPEC_BODY);
-        assert!(verify_standard_signature(
-            SPEC_SECRET,
-            SPEC_MSG_ID,
-            SPEC_TS,
-            SPEC_BODY,
-            &sig
-        ));
-        assert!(!verify_standard_signature(
-            SPEC_SECRET,
-            SPEC_MSG_ID,
-            SPEC_TS,
-            br#"{"test": 2432232315}"#,
-            &sig
-        ));
-        assert!(!verify_standard_signature(
-            SPEC_SECRET,
-            "msg_other",
-            SPEC_TS,
-            SPEC_BODY,
-            &sig
-        ));
-        assert!(!verify_standard_signature(
-            SPEC_SECRET,
-            SPEC_MSG_ID,
-            SPEC_TS + 1,
-            SPEC_BODY,
-            &sig
-        ));
-    }
-
-    #[test]
-    fn verify_standard_ignores_garbage_entries() {
-        let header = format!("v2,abc v1,!!notbase64 junk  {SPEC_SIG}");
-        assert!(verify_standard_signature(
-            SPEC_SECRET,
-            SPEC_MSG_ID,
-            SPEC_TS,
-            SPEC_BODY,
-            &header
-        ));
-        assert!(!verify_standard_signature(
-            SPEC_SECRET,
-            SPEC_MSG_ID,
-            SPEC_TS,
-            SPEC_BODY,
-            "v2,abc v1,"
-        ));
-        // A v2-tagged copy of a valid MAC must not verify as v1.
-        let v2 = SPEC_SIG.replacen("v1,", "v2,", 1);
-        assert!(!verify_standard_signature(
-            SPEC_SECRET,
-            SPEC_MSG_ID,
-            SPEC_TS,
-            SPEC_BODY,
-            &v2
-        ));
+    fn a_rotation_header_verifies_with_each_live_secret_only() {
+        let now = chrono::Utc::now().timestamp();
+        let live = ["whsec_b2xkc2VjcmV0", SPEC_SECRET];
+        let header = standard_signature_header(live, SPEC_MSG_ID, now, SPEC_BODY);
+        let mut headers = http::HeaderMap::new();
+        headers.insert("webhook-id", SPEC_MSG_ID.parse().unwrap());
+        headers.insert("webhook-timestamp", now.to_string().parse().unwrap());
+        headers.insert("webhook-signature", header.parse().unwrap());
+        for secret in live {
+            assert!(
+                reference(secret).verify(SPEC_BODY, &headers).is_ok(),
+                "{secret}"
+            );
+        }
+        assert!(reference("whsec_bmV3c2VjcmV0")
+            .verify(SPEC_BODY, &headers)
+            .is_err());
+        assert!(reference(SPEC_SECRET)
+            .verify(br#"{"test": 2432232315}"#, &headers)
+            .is_err());
     }
 }
