@@ -6,7 +6,10 @@
 
 #![allow(dead_code)] // a shared harness: not every test binary module uses every helper
 
+pub mod answers;
+pub mod poll;
 pub mod receiver;
+pub mod signatures;
 
 use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
@@ -16,7 +19,10 @@ use beema_webhooks::delivery::ssrf::TargetPolicy;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
+pub use answers::{assert_error, deliveries_of};
+pub use poll::eventually;
 pub use receiver::{Received, Reply, TestReceiver};
+pub use signatures::{beema_signature, standard_signature, standard_verifies};
 
 /// A database of its own for one test.
 pub struct TestDb {
@@ -200,6 +206,41 @@ impl TestServer {
         r
     }
 
+    /// A request with `bearer` as its token (for a server started without a default one).
+    pub fn request_as(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        bearer: Option<&str>,
+    ) -> reqwest::RequestBuilder {
+        let r = self.request(method, path);
+        match bearer {
+            Some(t) => r.bearer_auth(t),
+            None => r,
+        }
+    }
+
+    /// Sends `body` as JSON (when given) with an optional bearer token and extra headers.
+    pub async fn call_as(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        bearer: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        let mut r = self.request_as(method, path, bearer);
+        for (k, v) in headers {
+            r = r.header(*k, *v);
+        }
+        if let Some(b) = body {
+            r = r
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        self.send(r).await
+    }
+
     /// Sends a request and returns status and JSON body (Null when empty or not JSON).
     pub async fn send(&self, req: reqwest::RequestBuilder) -> (u16, Value) {
         let resp = req.send().await.expect("request reaches the server");
@@ -270,26 +311,27 @@ impl TestServer {
     }
 
     /// Polls `GET path` (which must answer 200) until `check` holds for its body, or panics after
-    /// `timeout`. The recorder writes every few ms; a short poll is a wait-until, not a fixed sleep.
+    /// `timeout` (see [`eventually`]).
     pub async fn wait_get(
         &self,
         path: &str,
         timeout: Duration,
         check: impl Fn(&Value) -> bool,
     ) -> Value {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let (status, v) = self.get(path).await;
-            assert_eq!(status, 200, "GET {path}: {v}");
-            if check(&v) {
-                return v;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "GET {path} never satisfied the check: {v}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        eventually(
+            timeout,
+            &format!("GET {path} to satisfy the check"),
+            || async {
+                let (status, v) = self.get(path).await;
+                assert_eq!(status, 200, "GET {path}: {v}");
+                if check(&v) {
+                    Ok(v)
+                } else {
+                    Err(v)
+                }
+            },
+        )
+        .await
     }
 
     /// Waits until `check` holds for the delivery listing of `query`, or panics after `timeout`.
