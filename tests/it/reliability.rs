@@ -10,10 +10,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::utils::{test_config, Env, Received, Reply, TestDb, TestReceiver, TestServer};
+use crate::utils::{
+    deliveries_of, eventually, test_config, Env, Received, Reply, TestDb, TestReceiver, TestServer,
+};
 
 const WAIT: Duration = Duration::from_secs(15);
-const POLL: Duration = Duration::from_millis(20);
 const TENANT: &str = "tenant-1";
 const EVENT: &str = "claim/opened";
 
@@ -89,17 +90,6 @@ async fn publish_batch(s: &TestServer, n: usize, expect_deliveries: usize) -> Ve
         .collect()
 }
 
-/// Every delivery of a webhook (at most 1000).
-async fn deliveries_of(s: &TestServer, webhook_id: i64) -> Vec<Value> {
-    let (status, v) = s
-        .get(&format!(
-            "/api/webhooks/deliveries?webhook_id={webhook_id}&limit=1000"
-        ))
-        .await;
-    assert_eq!(status, 200, "{v}");
-    v["deliveries"].as_array().cloned().unwrap_or_default()
-}
-
 /// Polls `GET /api/webhooks/deliveries/{id}` until `check` holds.
 async fn wait_delivery(s: &TestServer, id: &str, check: impl Fn(&Value) -> bool) -> Value {
     s.wait_get(&format!("/api/webhooks/deliveries/{id}"), WAIT, check)
@@ -139,20 +129,11 @@ fn metric(text: &str, series: &str) -> Option<f64> {
 
 /// Polls `/metrics` until `series` satisfies `check`.
 async fn wait_metric(s: &TestServer, series: &str, check: impl Fn(f64) -> bool) -> f64 {
-    let deadline = Instant::now() + WAIT;
-    loop {
+    eventually(WAIT, &format!("{series} to satisfy the check"), || async {
         let text = metrics(s).await;
-        if let Some(v) = metric(&text, series) {
-            if check(v) {
-                return v;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{series} never satisfied the check:\n{text}"
-        );
-        tokio::time::sleep(POLL).await;
-    }
+        metric(&text, series).filter(|v| check(*v)).ok_or(text)
+    })
+    .await
 }
 
 /// Takes receipts until `done` holds for what was received, or panics after `timeout`.
@@ -533,7 +514,7 @@ async fn gone_disables_the_webhook_and_waiting_deliveries_go_out_after_re_enabli
         "{w}"
     );
 
-    let list = deliveries_of(s, id).await;
+    let list = deliveries_of(s, None, id).await;
     let by_event: HashMap<String, Value> = list
         .iter()
         .map(|d| (d["event_id"].as_str().unwrap().to_string(), d.clone()))
@@ -941,20 +922,18 @@ impl Binary {
                 .expect("client"),
             _dir: dir,
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(r) = b.client.get(format!("{}/healthz", b.base)).send().await {
-                if r.status().is_success() {
-                    return b;
+        eventually(
+            Duration::from_secs(30),
+            "the binary to be ready",
+            || async {
+                match b.client.get(format!("{}/healthz", b.base)).send().await {
+                    Ok(r) if r.status().is_success() => Ok(()),
+                    _ => Err(b.log()),
                 }
-            }
-            let log = std::fs::read_to_string(&b.log).unwrap_or_default();
-            assert!(
-                Instant::now() < deadline,
-                "the binary never became ready:\n{log}"
-            );
-            tokio::time::sleep(POLL).await;
-        }
+            },
+        )
+        .await;
+        b
     }
 
     async fn send(
@@ -977,8 +956,8 @@ impl Binary {
 
     /// Waits until every delivery of `webhook_id` is `success`; returns them.
     async fn wait_all_success(&self, webhook_id: i64, n: usize) -> Vec<Value> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
+        let what = format!("{n} successful deliveries");
+        eventually(Duration::from_secs(30), &what, || async {
             let (status, v) = self
                 .send(
                     reqwest::Method::GET,
@@ -989,28 +968,25 @@ impl Binary {
             assert_eq!(status, 200, "{v}");
             let list = v["deliveries"].as_array().cloned().unwrap_or_default();
             if list.len() == n && list.iter().all(|d| d["status"] == "success") {
-                return list;
+                return Ok(list);
             }
             let open = list.iter().filter(|d| d["status"] != "success").count();
-            assert!(
-                Instant::now() < deadline,
+            Err(format!(
                 "{open} of {} deliveries not successful",
                 list.len()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            ))
+        })
+        .await
     }
 
     /// Waits (bounded) for the process to exit.
     async fn wait_exit(&mut self) -> std::process::ExitStatus {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "the binary did not exit");
-            tokio::time::sleep(POLL).await;
-        }
+        let child = &mut self.child;
+        eventually(Duration::from_secs(30), "the binary to exit", || {
+            let exited = child.try_wait().expect("try_wait");
+            async move { exited }
+        })
+        .await
     }
 
     fn log(&self) -> String {
@@ -1250,15 +1226,12 @@ async fn a_database_outage_is_survived_without_a_restart() {
         .await;
 
     db.set_pg_available(false);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (status, _) = server.get("/readyz").await;
-        if status == 503 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "readyz never noticed the outage");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        Duration::from_secs(10),
+        "readyz to notice the outage",
+        || async { (server.get("/readyz").await.0 == 503).then_some(()) },
+    )
+    .await;
     let (status, v) = server
         .post(
             "/api/events",
@@ -1269,15 +1242,10 @@ async fn a_database_outage_is_survived_without_a_restart() {
     assert!(rx.next(Duration::from_millis(300)).await.is_none());
 
     db.set_pg_available(true);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let (status, _) = server.get("/readyz").await;
-        if status == 200 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "readyz never recovered");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(Duration::from_secs(15), "readyz to recover", || async {
+        (server.get("/readyz").await.0 == 200).then_some(())
+    })
+    .await;
     let published = server
         .publish("t1", "claim/opened", json!({"after": "outage"}))
         .await;

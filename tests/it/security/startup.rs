@@ -33,13 +33,16 @@ async fn run_binary(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String
     )
 }
 
+/// A named start of the binary: arguments, environment, and what its one-line refusal must name.
+type Refusal<'a> = (&'a str, Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
+
 #[tokio::test]
 async fn the_binary_refuses_bad_configuration() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("x.db").display());
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let taken_addr = taken.local_addr().unwrap().to_string();
-    let cases: Vec<(&str, Vec<&str>, Vec<(&str, &str)>, &str)> = vec![
+    let cases: Vec<Refusal> = vec![
         // Open admin API / ingest on a public interface.
         (
             "no tokens on 0.0.0.0",
