@@ -1,7 +1,6 @@
 //! Example webhook receiver for the Beema webhook dispatcher.
 //!
-//! This is the Rust counterpart of `examples/webhook-receiver.js`. It shows how
-//! a subscriber should consume deliveries:
+//! It shows how a subscriber should consume deliveries:
 //!
 //! * read the **raw** request body (`web::Bytes`) — signatures are computed over
 //!   the exact bytes sent, so never re-serialise the JSON before verifying;

@@ -1,4 +1,4 @@
-//! `/api/webhooks/deliveries`: the delivery log, recording from outside, and manual retries (§2.3).
+//! `/api/webhooks/deliveries`: the delivery log, recording from outside, and manual retries (README, API).
 
 use std::sync::Arc;
 

@@ -1,4 +1,4 @@
-//! Publishing: `POST /api/events`, `/api/inngest` and the Inngest event API form `/e/{key}` (§2.2).
+//! Publishing: `POST /api/events`, `/api/inngest` and the Inngest event API form `/e/{key}` (README, API).
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};

@@ -1,4 +1,4 @@
-//! Liveness, readiness, Prometheus metrics and per-webhook actor health (§2.4).
+//! Liveness, readiness, Prometheus metrics and per-webhook actor health (README, API).
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;

@@ -1,4 +1,4 @@
-//! Field rules of the webhook API (contract §2.1), as plain functions returning the message.
+//! Field rules of the webhook API (README, API), as plain functions returning the message.
 
 /// 1–200 characters.
 pub fn webhook_name(v: &str) -> Result<(), String> {

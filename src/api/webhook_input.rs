@@ -1,5 +1,5 @@
 //! Bodies of the webhook API as sent, and how they merge over defaults or the stored webhook
-//! into validated settings (contract §2.1 rules).
+//! into validated settings (the rules in the README, API).
 
 use std::collections::BTreeMap;
 

@@ -1,4 +1,4 @@
-//! `/api/webhooks`: registration CRUD, matching, secrets and test sends (contract §2.1).
+//! `/api/webhooks`: registration CRUD, matching, secrets and test sends (README, API).
 
 use std::sync::Arc;
 
@@ -150,7 +150,7 @@ async fn list(req: HttpRequest, st: web::Data<AppState>) -> ApiResult<HttpRespon
         enabled: q.bool("enabled")?,
         after: q.int("after")?,
         // One more than the page tells whether another page follows, so that a full last page
-        // still answers `next_after: null` (§4).
+        // still answers `next_after: null` rather than pointing at an empty page.
         limit: limit + 1,
     };
     let mut conn = st.db.read().await?;

@@ -80,7 +80,7 @@ pub fn tls_config() -> anyhow::Result<rustls::ClientConfig> {
         .with_no_client_auth())
 }
 
-/// The headers of an attempt (contract §3), signed with every live secret.
+/// The headers of an attempt (README, "What a receiver gets"), signed with every live secret.
 pub fn build_headers(webhook: &Webhook, out: &Outgoing, now: DateTime<Utc>) -> HeaderMap {
     let ts = now.timestamp();
     let body = out.payload.as_bytes();

@@ -1,4 +1,4 @@
-//! The webhook API of contract §2.1 and §4, black-box: CRUD, paging, secrets, validation, errors.
+//! The webhook API (README, API), black-box: CRUD, paging, secrets, validation, errors.
 
 use std::collections::BTreeSet;
 use std::time::Duration;

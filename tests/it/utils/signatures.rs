@@ -3,7 +3,7 @@
 
 use super::Received;
 
-/// The Standard Webhooks verifier for `secret`, keyed as contract §3 says: a `whsec_<base64>`
+/// The Standard Webhooks verifier for `secret`, keyed as the README says ("What a receiver gets"): a `whsec_<base64>`
 /// secret is decoded by the crate, any other secret is used as its bytes.
 pub fn standard_webhook(secret: &str) -> standardwebhooks::Webhook {
     secret
