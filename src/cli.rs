@@ -28,7 +28,7 @@ pub enum Command {
     Migrate,
 }
 
-/// Every setting of the contract; a flag wins over its environment variable.
+/// Every setting (README, Settings); a flag wins over its environment variable.
 #[derive(Debug, Clone, Args)]
 pub struct Settings {
     /// Address of the HTTP server.

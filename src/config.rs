@@ -65,7 +65,7 @@ pub struct TargetPolicy {
     pub allowed_cidrs: Vec<IpNet>,
 }
 
-/// Runtime knobs that the contract does not expose; tests shrink them.
+/// Runtime knobs that no setting exposes; tests shrink them.
 #[derive(Debug, Clone)]
 pub struct Tuning {
     /// Most deliveries one webhook actor keeps in memory; the rest wait in the database.
