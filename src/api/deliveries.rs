@@ -43,8 +43,8 @@ pub struct RecordInput {
     pub event_id: Option<String>,
     #[schema(pattern = r"^[A-Za-z0-9_.:/-]{1,256}$")]
     pub event_type: Option<String>,
-    /// pending | retrying | success | failed | cancelled
-    #[schema(pattern = r"^(pending|retrying|success|failed|cancelled)$")]
+    /// Read as text so that an unknown status is a 422 naming the field.
+    #[schema(value_type = Option<DeliveryStatus>)]
     pub status: Option<String>,
     #[schema(minimum = 100, maximum = 599)]
     #[serde(default, deserialize_with = "whole")]
