@@ -99,4 +99,32 @@ mod tests {
         };
         assert!(bad.parse().unwrap_err().contains("invalid type"));
     }
+
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Jsonb)]
+        retry: Json<RetryConfig>,
+    }
+
+    #[test]
+    fn a_column_that_is_not_json_still_reads_and_fails_only_its_parse() {
+        use diesel::connection::SimpleConnection;
+        use diesel::{Connection, RunQueryDsl, SqliteConnection};
+        let mut c = SqliteConnection::establish(":memory:").unwrap();
+        c.batch_execute(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, retry BLOB NOT NULL); \
+             INSERT INTO t (retry) VALUES ('not json'); \
+             INSERT INTO t (retry) VALUES (jsonb('{\"maxAttempts\": 2, \"backoffMs\": 50}'));",
+        )
+        .unwrap();
+        let rows: Vec<Row> = diesel::sql_query("SELECT retry FROM t ORDER BY id")
+            .load(&mut c)
+            .expect("one damaged row does not fail the query");
+        assert!(rows[0].retry.parse().is_err());
+        let ok = RetryConfig {
+            max_attempts: 2,
+            backoff_ms: 50,
+        };
+        assert_eq!(rows[1].retry.parse(), Ok(ok));
+    }
 }
