@@ -165,8 +165,8 @@ async fn load_boot(
 /// at error level and left out of the registry: sending with default settings (unlimited, no
 /// grace secrets) would be a silent guess. It comes back once its column is fixed in the database
 /// and the server restarted (the API answers 500 naming the column, and can delete it). A secret
-/// that does not open fails the start:
-/// that is a wrong `BEEMA_SECRET_KEY`, which concerns every webhook.
+/// that does not open fails the start: that is a wrong `BEEMA_SECRET_KEY`, which concerns every
+/// webhook.
 fn usable_webhooks(
     rows: Vec<WebhookRow>,
     cipher: &SecretCipher,
