@@ -16,13 +16,14 @@ use crate::actors::messages::{Drain, Flush};
 use crate::actors::{self, StartParams};
 use crate::api::{self, AppState};
 use crate::config::Config;
+use crate::db::models::{StoredWebhookError, WebhookRow};
 use crate::db::store::{deliveries, webhooks};
 use crate::db::{self, DbPool};
 use crate::delivery::sender;
 use crate::domain::Webhook;
 use crate::intake::Intake;
 use crate::metrics::Metrics;
-use crate::secrets::SecretCipher;
+use crate::secrets::{SecretCipher, SecretError};
 
 /// Runs the dispatcher on `listener` until `shutdown` resolves, then drains and returns.
 /// Must run inside an actix `System` (`#[actix_web::main]` or `System::new().block_on`).
@@ -144,6 +145,7 @@ async fn drain(actors: &actors::Actors, config: &Config) {
 }
 
 /// Every live webhook, and which of them have deliveries waiting in the database.
+/// A webhook whose stored settings do not parse stays out (see [`usable_webhooks`]).
 async fn load_boot(
     pool: &DbPool,
     cipher: &SecretCipher,
@@ -152,15 +154,41 @@ async fn load_boot(
     let rows = webhooks::all_webhooks(&mut conn)
         .await
         .context("loading webhooks")?;
-    let hooks = rows
-        .into_iter()
-        .map(|r| Webhook::from_row(r, cipher).map(Arc::new))
-        .collect::<Result<Vec<_>, _>>()
-        .context("opening webhook secrets")?;
+    let hooks = usable_webhooks(rows, cipher).context("opening webhook secrets")?;
     let backlog = deliveries::webhooks_with_open(&mut conn)
         .await
         .context("finding waiting deliveries")?;
     Ok((hooks, backlog.into_iter().collect()))
+}
+
+/// The webhooks of `rows`, ready for dispatch. One whose settings columns do not parse is logged
+/// at error level and left out of the registry: sending with default settings (unlimited, no
+/// grace secrets) would be a silent guess. It comes back once its column is fixed in the database
+/// and the server restarted (the API answers 500 naming the column, and can delete it). A secret
+/// that does not open fails the start: that is a wrong `BEEMA_SECRET_KEY`, which concerns every
+/// webhook.
+fn usable_webhooks(
+    rows: Vec<WebhookRow>,
+    cipher: &SecretCipher,
+) -> Result<Vec<Arc<Webhook>>, SecretError> {
+    let mut hooks = Vec::with_capacity(rows.len());
+    for row in rows {
+        match row.into_webhook(cipher) {
+            Ok(w) => hooks.push(Arc::new(w)),
+            Err(StoredWebhookError::Column {
+                webhook_id,
+                column,
+                reason,
+            }) => tracing::error!(
+                webhook_id,
+                column,
+                reason,
+                "stored webhook settings do not parse; the webhook is left out of dispatch until the column is fixed"
+            ),
+            Err(StoredWebhookError::Secret(e)) => return Err(e),
+        }
+    }
+    Ok(hooks)
 }
 
 /// Resolves on SIGINT or SIGTERM.

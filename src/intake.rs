@@ -19,6 +19,7 @@ use crate::actors::router::Router;
 use crate::db::models::{DeliveryRow, EventRow};
 use crate::db::store::events::{commit_events, CommittedEvent, PendingEvent};
 use crate::db::DbPool;
+use crate::domain::DeliveryStatus;
 use crate::metrics::Metrics;
 
 /// Idempotency keys are remembered this long.
@@ -231,7 +232,7 @@ fn prepare(registry: &SharedRegistry, events: Vec<NewEvent>) -> Vec<PendingEvent
                     event_id: e.event_id.clone(),
                     event_type: e.event_type.clone(),
                     tenant_id: e.tenant_id.clone(),
-                    status: "pending".into(),
+                    status: DeliveryStatus::Pending,
                     status_code: None,
                     response_body: None,
                     error_message: None,
@@ -261,17 +262,7 @@ fn dispatch(ctx: &IntakeCtx, committed: &[CommittedEvent], payloads: &[Arc<str>]
     let mut jobs = Vec::new();
     for (c, payload) in committed.iter().zip(payloads) {
         for d in &c.deliveries {
-            jobs.push((
-                d.webhook_id,
-                Job {
-                    delivery_id: d.delivery_id.clone(),
-                    event_id: d.event_id.clone(),
-                    event_type: d.event_type.clone(),
-                    payload: payload.clone(),
-                    attempts_made: 0,
-                    due: None,
-                },
-            ));
+            jobs.push((d.webhook_id, Job::from_row(d, payload.clone())));
         }
     }
     if !jobs.is_empty() {

@@ -12,7 +12,10 @@
 //! - [`actors`]: router, one supervised webhook actor per registration, the delivery recorder.
 //! - [`delivery`]: signing, retry, circuit breaker, URL guard and the HTTP sender (pure, unit-tested).
 //! - [`api`]: the REST API (actix-web), one module per resource.
-//! - [`domain`], [`secrets`], [`metrics`]: shared types, secrets at rest, Prometheus families.
+//! - [`domain`]: webhooks, delivery statuses and transitions; plain types that import nothing of
+//!   the crate. Storage converts rows to and from them (`db::models`), the API renders them
+//!   (`api::views`).
+//! - [`secrets`], [`metrics`]: secrets at rest, Prometheus families.
 
 pub mod actors;
 pub mod api;

@@ -5,6 +5,8 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
+use crate::domain::DeliveryStatus;
+
 /// The dispatcher's metric families.
 #[derive(Clone)]
 pub struct Metrics {
@@ -75,8 +77,8 @@ impl Metrics {
             "Events committed by the intake",
         )
         .expect("valid metric");
-        for s in ["success", "failed", "cancelled"] {
-            deliveries.with_label_values(&[s]);
+        for s in DeliveryStatus::ALL.into_iter().filter(|s| !s.is_open()) {
+            deliveries.with_label_values(&[s.as_str()]);
         }
         for o in ["success", "failure"] {
             attempts.with_label_values(&[o]);

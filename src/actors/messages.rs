@@ -5,8 +5,8 @@ use std::sync::Arc;
 use actix::Message;
 use chrono::{DateTime, Utc};
 
-use crate::db::models::{DeliveryOutcome, NewAttemptRow};
-use crate::domain::Webhook;
+use crate::db::models::DeliveryRow;
+use crate::domain::{utc, Attempt, DeliveryStatus, DeliveryUpdate, Webhook};
 
 /// A delivery a webhook actor owes an attempt.
 #[derive(Debug, Clone)]
@@ -23,6 +23,25 @@ pub struct Job {
     pub attempts_made: u32,
     /// Not before this time (a waiting retry).
     pub due: Option<DateTime<Utc>>,
+}
+
+impl Job {
+    /// The job of an open delivery row (new, re-opened or paged in) with its event's payload;
+    /// a `retrying` delivery waits for its `next_attempt_at`.
+    pub fn from_row(row: &DeliveryRow, payload: Arc<str>) -> Self {
+        let due = match row.status {
+            DeliveryStatus::Retrying => row.next_attempt_at.map(utc),
+            _ => None,
+        };
+        Self {
+            delivery_id: row.delivery_id.clone(),
+            event_id: row.event_id.clone(),
+            event_type: row.event_type.clone(),
+            payload,
+            attempts_made: u32::try_from(row.attempt_number).unwrap_or(0),
+            due,
+        }
+    }
 }
 
 /// New deliveries for webhooks, just committed by the intake (or re-opened by the API).
@@ -83,12 +102,28 @@ pub struct Drain;
 /// One attempt's outcome for the recorder.
 #[derive(Debug, Clone)]
 pub struct Outcome {
-    /// The attempt row (None when only the delivery changes, e.g. a cancellation).
-    pub attempt: Option<NewAttemptRow>,
-    /// The delivery's new state.
+    /// The attempt (None when only the delivery changes, e.g. a cancellation).
+    pub attempt: Option<Attempt>,
+    /// The delivery.
     pub delivery_id: String,
-    /// What lands on the delivery row.
-    pub update: DeliveryOutcome,
+    /// Its new state.
+    pub update: DeliveryUpdate,
+}
+
+impl Outcome {
+    /// A delivery closed without an attempt (see [`DeliveryUpdate::closed`]).
+    pub fn closed(
+        delivery_id: String,
+        status: DeliveryStatus,
+        reason: &str,
+        attempt_number: i64,
+    ) -> Self {
+        Self {
+            attempt: None,
+            delivery_id,
+            update: DeliveryUpdate::closed(status, reason, attempt_number, Utc::now()),
+        }
+    }
 }
 
 /// Outcomes to write (batched by the recorder).

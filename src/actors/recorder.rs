@@ -14,6 +14,7 @@ use tokio::sync::oneshot;
 
 use super::messages::{Flush, Outcome, Record};
 use crate::config::Tuning;
+use crate::db::models::{DeliveryOutcome, NewAttemptRow};
 use crate::db::store::batch::BatchWrite;
 use crate::db::DbPool;
 use crate::metrics::Metrics;
@@ -141,10 +142,18 @@ fn write_with_retry(db: DbPool, rows: Vec<Outcome>) -> futures::future::BoxFutur
 }
 
 async fn write_once(db: &DbPool, rows: &[Outcome]) -> Result<(), WriteError> {
-    let attempts = rows.iter().filter_map(|o| o.attempt.clone()).collect();
+    let attempts = rows
+        .iter()
+        .filter_map(|o| o.attempt.clone().map(NewAttemptRow::from))
+        .collect();
     let updates = rows
         .iter()
-        .map(|o| (o.delivery_id.clone(), o.update.clone()))
+        .map(|o| {
+            (
+                o.delivery_id.clone(),
+                DeliveryOutcome::from(o.update.clone()),
+            )
+        })
         .collect();
     let mut conn = db
         .write()

@@ -10,9 +10,8 @@ use super::messages::*;
 use super::registry::SharedRegistry;
 use super::webhook::WebhookActor;
 use super::WebhookDeps;
-use crate::db::models::DeliveryOutcome;
 use crate::db::models::WebhookChanges;
-use crate::domain::Webhook;
+use crate::domain::{DeliveryStatus, Webhook};
 
 /// The router actor.
 pub struct Router {
@@ -64,22 +63,13 @@ impl Router {
     }
 
     fn cancel_orphans(&self, jobs: Vec<Job>) {
-        let now = chrono::Utc::now().naive_utc();
         for job in jobs {
-            self.deps.recorder.do_send(Record(Outcome {
-                attempt: None,
-                delivery_id: job.delivery_id,
-                update: DeliveryOutcome {
-                    status: "cancelled".into(),
-                    status_code: None,
-                    response_body: None,
-                    error_message: Some("webhook deleted".into()),
-                    attempt_number: i64::from(job.attempts_made),
-                    next_attempt_at: None,
-                    updated_at: now,
-                    delivered_at: None,
-                },
-            }));
+            self.deps.recorder.do_send(Record(Outcome::closed(
+                job.delivery_id,
+                DeliveryStatus::Cancelled,
+                "webhook deleted",
+                i64::from(job.attempts_made),
+            )));
         }
     }
 }

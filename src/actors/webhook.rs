@@ -21,11 +21,11 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use super::messages::*;
 use super::status::{ActorState, WebhookStatus};
 use super::WebhookDeps;
-use crate::db::models::{DeliveryOutcome, DeliveryRow, NewAttemptRow};
-use crate::delivery::breaker::{BreakerConfig, CircuitBreaker, CircuitState};
-use crate::delivery::retry::{decide, random_jitter, RetryDecision, RetryPolicy};
+use crate::db::models::DeliveryRow;
+use crate::delivery::breaker::{CircuitBreaker, CircuitState};
+use crate::delivery::retry::{decide, random_jitter, RetryDecision};
 use crate::delivery::sender::{self, AttemptResult, Outgoing};
-use crate::domain::Webhook;
+use crate::domain::{Attempt, DeliveryStatus, DeliveryUpdate, Webhook};
 
 /// How long a webhook stays idle before its HTTP client (and connections) are dropped.
 const CLIENT_IDLE: Duration = Duration::from_secs(60);
@@ -70,7 +70,7 @@ impl WebhookActor {
         status: Arc<WebhookStatus>,
         backlog: bool,
     ) -> Self {
-        let breaker = CircuitBreaker::new(breaker_config(&webhook));
+        let breaker = CircuitBreaker::new(webhook.breaker);
         let limiter = build_limiter(&webhook);
         Self {
             webhook,
@@ -295,34 +295,31 @@ impl WebhookActor {
 
         let (status, next_at) = if success {
             self.breaker.on_success(now);
-            ("success", None)
+            (DeliveryStatus::Success, None)
         } else if result.is_gone() {
             // A probe answered with 410 neither closes nor reopens the breaker, but it must hand
             // its permit back: left half-open with the probe "in flight", nothing would ever go
             // out again once the webhook is re-enabled.
             self.breaker.release_probe();
             self.disable_after_gone(now, ctx);
-            ("failed", None)
+            (DeliveryStatus::Failed, None)
         } else {
             self.breaker.on_failure(now);
-            let policy = RetryPolicy {
-                max_attempts: self.webhook.retry.max_attempts,
-                backoff_ms: self.webhook.retry.backoff_ms,
-            };
-            match decide(&policy, attempt_number, result.retry_after, random_jitter()) {
+            let retry = &self.webhook.retry;
+            match decide(retry, attempt_number, result.retry_after, random_jitter()) {
                 RetryDecision::Retry(delay) => (
-                    "retrying",
+                    DeliveryStatus::Retrying,
                     Some(now + chrono::Duration::from_std(delay).unwrap_or_default()),
                 ),
-                RetryDecision::GiveUp => ("failed", None),
+                RetryDecision::GiveUp => (DeliveryStatus::Failed, None),
             }
         };
-        if status != "retrying" {
+        if !status.is_open() {
             self.status.finished(success);
-            m.deliveries.with_label_values(&[status]).inc();
+            m.deliveries.with_label_values(&[status.as_str()]).inc();
         }
         let outcome = Outcome {
-            attempt: Some(NewAttemptRow {
+            attempt: Some(Attempt {
                 delivery_id: job.delivery_id.clone(),
                 webhook_id: self.webhook.id,
                 attempt_number: i64::from(attempt_number),
@@ -330,18 +327,18 @@ impl WebhookActor {
                 error_message: result.error.clone(),
                 response_body: result.body.clone(),
                 duration_ms: i64::try_from(latency_ms).unwrap_or(i64::MAX),
-                attempted_at: now.naive_utc(),
+                attempted_at: now,
             }),
             delivery_id: job.delivery_id.clone(),
-            update: DeliveryOutcome {
-                status: status.to_string(),
+            update: DeliveryUpdate {
+                status,
                 status_code: result.status.map(i64::from),
                 response_body: result.body,
                 error_message: result.error,
                 attempt_number: i64::from(attempt_number),
-                next_attempt_at: next_at.map(|t| t.naive_utc()),
-                updated_at: now.naive_utc(),
-                delivered_at: success.then(|| now.naive_utc()),
+                next_attempt_at: next_at,
+                updated_at: now,
+                delivered_at: success.then_some(now),
             },
         };
         self.deps.recorder.do_send(Record(outcome));
@@ -422,42 +419,17 @@ impl WebhookActor {
         for (row, payload) in rows {
             self.cursor = Some(row.delivery_id.clone());
             let Some(payload) = payload else {
-                self.fail_without_payload(&row);
+                self.deps.recorder.do_send(Record(Outcome::closed(
+                    row.delivery_id,
+                    DeliveryStatus::Failed,
+                    "event payload not found",
+                    row.attempt_number,
+                )));
                 continue;
             };
-            let due = if row.status == "retrying" {
-                row.next_attempt_at.map(crate::domain::utc)
-            } else {
-                None
-            };
-            self.accept(Job {
-                delivery_id: row.delivery_id,
-                event_id: row.event_id,
-                event_type: row.event_type,
-                payload: Arc::from(payload),
-                attempts_made: u32::try_from(row.attempt_number).unwrap_or(0),
-                due,
-            });
+            self.accept(Job::from_row(&row, Arc::from(payload)));
         }
         self.backlog = full_page || self.load_again;
-    }
-
-    fn fail_without_payload(&mut self, row: &DeliveryRow) {
-        let now = Utc::now().naive_utc();
-        self.deps.recorder.do_send(Record(Outcome {
-            attempt: None,
-            delivery_id: row.delivery_id.clone(),
-            update: DeliveryOutcome {
-                status: "failed".into(),
-                status_code: None,
-                response_body: None,
-                error_message: Some("event payload not found".into()),
-                attempt_number: row.attempt_number,
-                next_attempt_at: None,
-                updated_at: now,
-                delivered_at: None,
-            },
-        }));
     }
 
     fn reset(&mut self) {
@@ -477,13 +449,6 @@ impl WebhookActor {
 
 fn until(now: DateTime<Utc>, due: DateTime<Utc>) -> Duration {
     (due - now).to_std().unwrap_or(Duration::ZERO)
-}
-
-fn breaker_config(w: &Webhook) -> BreakerConfig {
-    BreakerConfig {
-        failure_threshold: w.breaker.failure_threshold,
-        cooldown: Duration::from_millis(w.breaker.cooldown_ms),
-    }
 }
 
 fn build_limiter(w: &Webhook) -> Option<DefaultDirectRateLimiter> {
@@ -565,7 +530,7 @@ impl Handler<Configure> for WebhookActor {
         if new.rate_limit != self.webhook.rate_limit {
             self.limiter = build_limiter(&new);
         }
-        self.breaker.set_config(breaker_config(&new));
+        self.breaker.set_config(new.breaker);
         self.webhook = new;
         self.guarded(ctx, |a, c| a.pump(c));
     }

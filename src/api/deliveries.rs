@@ -12,12 +12,13 @@ use uuid::Uuid;
 use super::auth::{self, Admin};
 use super::body::{from_value, read_json, whole, Query};
 use super::error::{ApiError, ApiResult};
+use super::views::{AttemptView, DeliveryView};
 use super::AppState;
 use crate::actors::messages::{Dispatch, Job, Outcome, Record};
-use crate::db::models::{DeliveryOutcome, DeliveryRow};
+use crate::db::models::DeliveryRow;
 use crate::db::store::deliveries::{self as store, DeliveryFilter};
 use crate::db::store::{events, webhooks};
-use crate::domain::{truncate_body, AttemptView, DeliveryView, ALL_STATUSES, OPEN_STATUSES};
+use crate::domain::{truncate_body, DeliveryStatus};
 
 /// Routes of this resource (registered before `/api/webhooks/{id}`).
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -43,8 +44,8 @@ pub struct RecordInput {
     pub event_id: Option<String>,
     #[schema(pattern = r"^[A-Za-z0-9_.:/-]{1,256}$")]
     pub event_type: Option<String>,
-    /// pending | retrying | success | failed | cancelled
-    #[schema(pattern = r"^(pending|retrying|success|failed|cancelled)$")]
+    /// Read as text so that an unknown status is a 422 naming the field.
+    #[schema(value_type = Option<DeliveryStatus>)]
     pub status: Option<String>,
     #[schema(minimum = 100, maximum = 599)]
     #[serde(default, deserialize_with = "whole")]
@@ -74,14 +75,16 @@ async fn list(req: HttpRequest, st: web::Data<AppState>) -> ApiResult<HttpRespon
             "tenant_id",
         ],
     )?;
-    if let Some(s) = q.str("status") {
-        if !ALL_STATUSES.contains(&s) {
-            return Err(ApiError::bad_param(
+    let status = q
+        .str("status")
+        .map(str::parse::<DeliveryStatus>)
+        .transpose()
+        .map_err(|_| {
+            ApiError::bad_param(
                 "status",
-                format!("must be one of {}", ALL_STATUSES.join(", ")),
-            ));
-        }
-    }
+                format!("must be one of {}", DeliveryStatus::choices()),
+            )
+        })?;
     let tenant = match q.str("tenant_id") {
         Some(t) => {
             super::validate::tenant_id(t).map_err(|m| ApiError::bad_param("tenant_id", m))?;
@@ -95,7 +98,7 @@ async fn list(req: HttpRequest, st: web::Data<AppState>) -> ApiResult<HttpRespon
         tenant_id: tenant,
         webhook_id: q.int("webhook_id")?,
         event_id: q.str("event_id").map(str::to_string),
-        status: q.str("status").map(str::to_string),
+        status,
         event_type: q.str("event_type").map(str::to_string),
         before: q.str("before").map(str::to_string),
         limit,
@@ -150,12 +153,12 @@ async fn record(
         return Err(ApiError::validation("event_id", "must be 1–256 characters"));
     }
     super::validate::event_name(&event_type).map_err(|m| ApiError::validation("event_type", m))?;
-    if !ALL_STATUSES.contains(&status.as_str()) {
-        return Err(ApiError::validation(
+    let status: DeliveryStatus = status.parse().map_err(|_| {
+        ApiError::validation(
             "status",
-            format!("must be one of {}", ALL_STATUSES.join(", ")),
-        ));
-    }
+            format!("must be one of {}", DeliveryStatus::choices()),
+        )
+    })?;
     if let Some(code) = input.status_code {
         super::validate::range(code, 100, 599)
             .map_err(|m| ApiError::validation("status_code", m))?;
@@ -177,7 +180,7 @@ async fn record(
         event_id,
         event_type,
         tenant_id: webhook.tenant_id,
-        delivered_at: (status == "success").then_some(now),
+        delivered_at: (status == DeliveryStatus::Success).then_some(now),
         status,
         status_code: input.status_code,
         response_body: input.response_body.as_deref().map(truncate_body),
@@ -189,7 +192,7 @@ async fn record(
     };
     let stored = store::insert_delivery(&mut conn, &row).await?;
     drop(conn);
-    if OPEN_STATUSES.contains(&stored.status.as_str()) {
+    if stored.status.is_open() {
         hand_to_router(&st, &stored).await?;
     }
     Ok(HttpResponse::Created().json(DeliveryView::from(stored)))
@@ -221,7 +224,7 @@ async fn retry(
     drop(conn);
     hand_to_router(&st, &reopened).await?;
     Ok(HttpResponse::Accepted()
-        .json(json!({ "delivery_id": reopened.delivery_id, "status": "pending" })))
+        .json(json!({ "delivery_id": reopened.delivery_id, "status": reopened.status })))
 }
 
 /// Gives an open delivery to its webhook's actor (it may sit below the actor's paging cursor).
@@ -229,30 +232,19 @@ async fn hand_to_router(st: &AppState, row: &DeliveryRow) -> ApiResult<()> {
     let mut conn = st.db.read().await?;
     let Some(payload) = events::find_payload(&mut conn, &row.event_id).await? else {
         // Recorded from outside for an event this dispatcher never stored: nothing to send.
-        st.actors.recorder.do_send(Record(Outcome {
-            attempt: None,
-            delivery_id: row.delivery_id.clone(),
-            update: DeliveryOutcome {
-                status: "failed".into(),
-                status_code: row.status_code,
-                response_body: row.response_body.clone(),
-                error_message: Some("event payload not found".into()),
-                attempt_number: row.attempt_number,
-                next_attempt_at: None,
-                updated_at: Utc::now().naive_utc(),
-                delivered_at: None,
-            },
-        }));
+        let mut closed = Outcome::closed(
+            row.delivery_id.clone(),
+            DeliveryStatus::Failed,
+            "event payload not found",
+            row.attempt_number,
+        );
+        // Recorded with a status code and body of its own: they stay on the row.
+        closed.update.status_code = row.status_code;
+        closed.update.response_body = row.response_body.clone();
+        st.actors.recorder.do_send(Record(closed));
         return Ok(());
     };
-    let job = Job {
-        delivery_id: row.delivery_id.clone(),
-        event_id: row.event_id.clone(),
-        event_type: row.event_type.clone(),
-        payload: Arc::from(payload),
-        attempts_made: u32::try_from(row.attempt_number).unwrap_or(0),
-        due: None,
-    };
+    let job = Job::from_row(row, Arc::from(payload));
     st.actors.router.do_send(Dispatch {
         jobs: vec![(row.webhook_id, job)],
         force: true,

@@ -169,3 +169,9 @@ impl From<crate::secrets::SecretError> for ApiError {
         ApiError::internal(e.to_string())
     }
 }
+
+impl From<crate::db::models::StoredWebhookError> for ApiError {
+    fn from(e: crate::db::models::StoredWebhookError) -> Self {
+        ApiError::internal(e.to_string())
+    }
+}

@@ -9,6 +9,7 @@ pub mod health;
 pub mod keys;
 pub mod openapi;
 pub mod validate;
+pub mod views;
 pub mod webhook_input;
 pub mod webhooks;
 

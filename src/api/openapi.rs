@@ -27,12 +27,13 @@ use super::AppState;
         description = "Webhook dispatcher: durable intake, signed, retried, rate-limited deliveries."
     ),
     components(schemas(
-        crate::domain::WebhookView,
+        super::views::WebhookView,
         crate::domain::RetryConfig,
         crate::domain::RateLimit,
         crate::domain::BreakerSettings,
-        crate::domain::DeliveryView,
-        crate::domain::AttemptView,
+        crate::domain::DeliveryStatus,
+        super::views::DeliveryView,
+        super::views::AttemptView,
         crate::actors::status::HealthView,
         crate::actors::status::CircuitView,
         crate::actors::status::QueueView,
@@ -403,7 +404,9 @@ fn kind_schema(kind: Kind) -> ObjectBuilder {
             .pattern(Some(TENANT_PATTERN)),
         Kind::Status => ObjectBuilder::new()
             .schema_type(Type::String)
-            .enum_values(Some(crate::domain::ALL_STATUSES.iter().copied())),
+            .enum_values(Some(
+                crate::domain::DeliveryStatus::ALL.map(crate::domain::DeliveryStatus::as_str),
+            )),
     }
 }
 

@@ -4,19 +4,21 @@ use std::sync::Arc;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::auth::{self, Admin};
 use super::body::{from_value, path_id, read_json, Query};
 use super::error::{ApiError, ApiResult};
+use super::views::WebhookView;
 use super::webhook_input::{check, required, resolve, MatchInput, RotateInput, WebhookInput};
 use super::{validate, AppState};
 use crate::actors::messages::{Remove, Upsert};
+use crate::db::json::Json;
 use crate::db::models::{NewWebhookRow, WebhookChanges};
 use crate::db::store::webhooks::{self as store, WebhookFilter};
 use crate::delivery::signing::generate_secret;
 use crate::delivery::ssrf::{check_url, TargetError};
-use crate::domain::{PreviousSecret, Webhook, WebhookView, MAX_PREVIOUS_SECRETS};
+use crate::domain::{PreviousSecret, Webhook, MAX_PREVIOUS_SECRETS};
 
 /// Routes of this resource.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -50,17 +52,13 @@ async fn check_target(st: &AppState, url: &str) -> ApiResult<()> {
     }
 }
 
-fn to_json<T: serde::Serialize>(v: &T) -> Value {
-    serde_json::to_value(v).unwrap_or(Value::Null)
-}
-
 /// Loads a webhook the caller may touch (404 unknown, 403 another tenant's).
 pub async fn load_owned(st: &AppState, admin: &Admin, id: i64) -> ApiResult<Webhook> {
     let mut conn = st.db.read().await?;
     let row = store::find_webhook(&mut conn, id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("webhook {id} not found")))?;
-    let w = Webhook::from_row(row, &st.cipher)?;
+    let w = row.into_webhook(&st.cipher)?;
     admin.check_tenant(&w.tenant_id)?;
     Ok(w)
 }
@@ -104,14 +102,14 @@ async fn create(
         url: r.url,
         secret: st.cipher.seal(&secret),
         enabled: r.enabled,
-        headers: to_json(&r.headers),
-        retry_config: to_json(&r.retry),
-        rate_limit: r.rate_limit.map(|x| to_json(&x)),
-        circuit_breaker: to_json(&r.breaker),
+        headers: Json::new(&r.headers),
+        retry_config: Json::new(&r.retry),
+        rate_limit: r.rate_limit.as_ref().map(Json::new),
+        circuit_breaker: Json::new(&r.breaker),
         timeout_ms: r.timeout_ms as i64,
         ordered: r.ordered,
         disabled_reason: None,
-        previous_secrets: json!([]),
+        previous_secrets: Json::new(&Vec::new()),
         created_at: now,
         updated_at: now,
         created_by: input.created_by.clone().or(Some(admin.name.clone())),
@@ -120,7 +118,7 @@ async fn create(
     let mut conn = st.db.write().await?;
     let stored = store::insert_webhook(&mut conn, &row).await?;
     drop(conn);
-    let w = Webhook::from_row(stored, &st.cipher)?;
+    let w = stored.into_webhook(&st.cipher)?;
     st.actors
         .router
         .send(Upsert(Arc::new(w.clone())))
@@ -164,7 +162,10 @@ async fn list(req: HttpRequest, st: web::Data<AppState>) -> ApiResult<HttpRespon
     };
     let views = rows
         .into_iter()
-        .map(|r| Webhook::from_row(r, &st.cipher).map(|w| WebhookView::new(&w, false)))
+        .map(|r| {
+            r.into_webhook(&st.cipher)
+                .map(|w| WebhookView::new(&w, false))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(HttpResponse::Ok().json(json!({ "webhooks": views, "next_after": next_after })))
 }
@@ -235,10 +236,10 @@ async fn update(
         url: Some(r.url),
         secret: input.secret.as_deref().map(|s| st.cipher.seal(s)),
         enabled: Some(r.enabled),
-        headers: Some(to_json(&r.headers)),
-        retry_config: Some(to_json(&r.retry)),
-        rate_limit: Some(r.rate_limit.map(|x| to_json(&x))),
-        circuit_breaker: Some(to_json(&r.breaker)),
+        headers: Some(Json::new(&r.headers)),
+        retry_config: Some(Json::new(&r.retry)),
+        rate_limit: Some(r.rate_limit.as_ref().map(Json::new)),
+        circuit_breaker: Some(Json::new(&r.breaker)),
         timeout_ms: Some(r.timeout_ms as i64),
         ordered: Some(r.ordered),
         // Re-enabling clears the reason the dispatcher disabled it for.
@@ -258,7 +259,7 @@ async fn save(st: &AppState, id: i64, changes: &WebhookChanges) -> ApiResult<Web
         .await?
         .ok_or_else(|| ApiError::not_found(format!("webhook {id} not found")))?;
     drop(conn);
-    let w = Webhook::from_row(row, &st.cipher)?;
+    let w = row.into_webhook(&st.cipher)?;
     st.actors
         .router
         .send(Upsert(Arc::new(w.clone())))
@@ -286,8 +287,12 @@ async fn delete_by_query(req: HttpRequest, st: web::Data<AppState>) -> ApiResult
 }
 
 async fn delete(st: &AppState, admin: &Admin, id: i64) -> ApiResult<HttpResponse> {
-    load_owned(st, admin, id).await?;
+    // The row, not the webhook: one whose settings no longer parse can still be deleted.
     let mut conn = st.db.write().await?;
+    let row = store::find_webhook(&mut conn, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("webhook {id} not found")))?;
+    admin.check_tenant(&row.tenant_id)?;
     // Cancel in the database first: the actor may still send until the router retires it below,
     // which is before this call returns.
     if !store::delete_webhook(&mut conn, id, Utc::now().naive_utc()).await? {
@@ -397,7 +402,7 @@ async fn rotate_secret(
         .collect();
     let changes = WebhookChanges {
         secret: Some(st.cipher.seal(&new_secret)),
-        previous_secrets: Some(to_json(&sealed)),
+        previous_secrets: Some(Json::new(&sealed)),
         updated_at: Some(now.naive_utc()),
         updated_by: Some(Some(admin.name.clone())),
         ..Default::default()

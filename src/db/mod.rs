@@ -5,8 +5,10 @@
 //! (SQLite serialises writers anyway; one connection means no `SQLITE_BUSY` on lock upgrades) and a
 //! few readers, all in WAL mode.
 
+pub mod json;
 pub mod models;
 pub mod schema;
+pub mod status;
 pub mod store;
 
 use std::time::Duration;

@@ -1,10 +1,18 @@
-//! Row types: what diesel reads from and writes to each table.
+//! Row types: what diesel reads from and writes to each table, and their conversions to and
+//! from the domain types (the only place where rows and domain meet).
+
+use std::collections::BTreeMap;
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
-use serde_json::Value;
 
+use super::json::Json;
 use super::schema::*;
+use crate::domain::{
+    utc, Attempt, BreakerSettings, DeliveryStatus, DeliveryUpdate, PreviousSecret, RateLimit,
+    RetryConfig, Webhook,
+};
+use crate::secrets::{SecretCipher, SecretError};
 
 /// A row of `sys_webhooks`.
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -17,14 +25,14 @@ pub struct WebhookRow {
     pub url: String,
     pub secret: String,
     pub enabled: bool,
-    pub headers: Value,
-    pub retry_config: Value,
-    pub rate_limit: Option<Value>,
-    pub circuit_breaker: Value,
+    pub headers: Json<BTreeMap<String, String>>,
+    pub retry_config: Json<RetryConfig>,
+    pub rate_limit: Option<Json<RateLimit>>,
+    pub circuit_breaker: Json<BreakerSettings>,
     pub timeout_ms: i64,
     pub ordered: bool,
     pub disabled_reason: Option<String>,
-    pub previous_secrets: Value,
+    pub previous_secrets: Json<Vec<PreviousSecret>>,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
     pub created_by: Option<String>,
@@ -42,14 +50,14 @@ pub struct NewWebhookRow {
     pub url: String,
     pub secret: String,
     pub enabled: bool,
-    pub headers: Value,
-    pub retry_config: Value,
-    pub rate_limit: Option<Value>,
-    pub circuit_breaker: Value,
+    pub headers: Json<BTreeMap<String, String>>,
+    pub retry_config: Json<RetryConfig>,
+    pub rate_limit: Option<Json<RateLimit>>,
+    pub circuit_breaker: Json<BreakerSettings>,
     pub timeout_ms: i64,
     pub ordered: bool,
     pub disabled_reason: Option<String>,
-    pub previous_secrets: Value,
+    pub previous_secrets: Json<Vec<PreviousSecret>>,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
     pub created_by: Option<String>,
@@ -65,14 +73,14 @@ pub struct WebhookChanges {
     pub url: Option<String>,
     pub secret: Option<String>,
     pub enabled: Option<bool>,
-    pub headers: Option<Value>,
-    pub retry_config: Option<Value>,
-    pub rate_limit: Option<Option<Value>>,
-    pub circuit_breaker: Option<Value>,
+    pub headers: Option<Json<BTreeMap<String, String>>>,
+    pub retry_config: Option<Json<RetryConfig>>,
+    pub rate_limit: Option<Option<Json<RateLimit>>>,
+    pub circuit_breaker: Option<Json<BreakerSettings>>,
     pub timeout_ms: Option<i64>,
     pub ordered: Option<bool>,
     pub disabled_reason: Option<Option<String>>,
-    pub previous_secrets: Option<Value>,
+    pub previous_secrets: Option<Json<Vec<PreviousSecret>>>,
     pub updated_at: Option<NaiveDateTime>,
     pub updated_by: Option<Option<String>>,
 }
@@ -98,7 +106,7 @@ pub struct DeliveryRow {
     pub event_id: String,
     pub event_type: String,
     pub tenant_id: String,
-    pub status: String,
+    pub status: DeliveryStatus,
     pub status_code: Option<i64>,
     pub response_body: Option<String>,
     pub error_message: Option<String>,
@@ -142,7 +150,7 @@ pub struct NewAttemptRow {
 #[derive(Debug, Clone, AsChangeset)]
 #[diesel(table_name = sys_webhook_deliveries, treat_none_as_null = true)]
 pub struct DeliveryOutcome {
-    pub status: String,
+    pub status: DeliveryStatus,
     pub status_code: Option<i64>,
     pub response_body: Option<String>,
     pub error_message: Option<String>,
@@ -163,4 +171,131 @@ pub struct ApiKeyRow {
     pub key_hash: String,
     pub created_at: NaiveDateTime,
     pub revoked_at: Option<NaiveDateTime>,
+}
+
+/// Closes open deliveries without an attempt in SQL (webhook deleted, orphan cancelled): the
+/// statement-side twin of [`DeliveryUpdate::closed`]. Status code and body of an earlier attempt stay.
+#[derive(Debug, Clone, AsChangeset)]
+#[diesel(table_name = sys_webhook_deliveries, treat_none_as_null = true)]
+pub struct CloseDelivery<'a> {
+    pub status: DeliveryStatus,
+    pub error_message: Option<&'a str>,
+    pub next_attempt_at: Option<NaiveDateTime>,
+    pub updated_at: NaiveDateTime,
+}
+
+impl<'a> CloseDelivery<'a> {
+    /// `cancelled` with `reason`.
+    pub fn cancelled(reason: &'a str, now: NaiveDateTime) -> Self {
+        Self {
+            status: DeliveryStatus::Cancelled,
+            error_message: Some(reason),
+            next_attempt_at: None,
+            updated_at: now,
+        }
+    }
+}
+
+/// Why a stored webhook cannot be used as it is.
+#[derive(Debug, thiserror::Error)]
+pub enum StoredWebhookError {
+    /// A column does not hold what it should (written past the API, or damaged).
+    #[error("webhook {webhook_id}: column {column} is unreadable: {reason}")]
+    Column {
+        /// The webhook.
+        webhook_id: i64,
+        /// The column.
+        column: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A secret does not open (wrong or missing `BEEMA_SECRET_KEY`).
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+}
+
+impl WebhookRow {
+    /// The webhook this row stores, its secrets opened with `cipher`. A column that does not
+    /// parse is an error, never a default: a default would silently mean "unlimited, no grace".
+    pub fn into_webhook(self, cipher: &SecretCipher) -> Result<Webhook, StoredWebhookError> {
+        let id = self.webhook_id;
+        let column = |column: &'static str| {
+            move |reason: String| StoredWebhookError::Column {
+                webhook_id: id,
+                column,
+                reason,
+            }
+        };
+        let previous = self
+            .previous_secrets
+            .parse()
+            .map_err(column("previous_secrets"))?
+            .into_iter()
+            .map(|p| {
+                Ok(PreviousSecret {
+                    secret: cipher.open(&p.secret)?,
+                    expires_at: p.expires_at,
+                })
+            })
+            .collect::<Result<Vec<_>, SecretError>>()?;
+        Ok(Webhook {
+            id,
+            name: self.webhook_name,
+            tenant_id: self.tenant_id,
+            event_type: self.event_type,
+            url: self.url,
+            secret: cipher.open(&self.secret)?,
+            enabled: self.enabled,
+            headers: self.headers.parse().map_err(column("headers"))?,
+            retry: self.retry_config.parse().map_err(column("retry_config"))?,
+            rate_limit: self
+                .rate_limit
+                .map(|r| r.parse())
+                .transpose()
+                .map_err(column("rate_limit"))?,
+            breaker: self
+                .circuit_breaker
+                .parse()
+                .map_err(column("circuit_breaker"))?,
+            timeout_ms: u64::try_from(self.timeout_ms)
+                .map_err(|e| column("timeout_ms")(e.to_string()))?,
+            ordered: self.ordered,
+            disabled_reason: self.disabled_reason,
+            previous_secrets: previous,
+            created_at: utc(self.created_at),
+            updated_at: utc(self.updated_at),
+            created_by: self.created_by,
+            updated_by: self.updated_by,
+        })
+    }
+}
+
+impl From<Attempt> for NewAttemptRow {
+    fn from(a: Attempt) -> Self {
+        Self {
+            delivery_id: a.delivery_id,
+            webhook_id: a.webhook_id,
+            attempt_number: a.attempt_number,
+            status_code: a.status_code,
+            error_message: a.error_message,
+            response_body: a.response_body,
+            duration_ms: a.duration_ms,
+            attempted_at: a.attempted_at.naive_utc(),
+        }
+    }
+}
+
+impl From<DeliveryUpdate> for DeliveryOutcome {
+    fn from(u: DeliveryUpdate) -> Self {
+        Self {
+            status: u.status,
+            status_code: u.status_code,
+            response_body: u.response_body,
+            error_message: u.error_message,
+            attempt_number: u.attempt_number,
+            next_attempt_at: u.next_attempt_at.map(|t| t.naive_utc()),
+            updated_at: u.updated_at.naive_utc(),
+            delivered_at: u.delivered_at.map(|t| t.naive_utc()),
+        }
+    }
 }

@@ -5,18 +5,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
+use crate::domain::BreakerSettings;
+
 /// Longest an open circuit waits before a probe, however often probes keep failing.
 /// Also caps a configured cooldown, so an endpoint is always re-tried within this bound.
 pub const MAX_COOLDOWN: Duration = Duration::from_secs(10 * 60);
-
-/// Tunables for a [`CircuitBreaker`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BreakerConfig {
-    /// Consecutive failures that open the circuit; `0` behaves like `1`.
-    pub failure_threshold: u32,
-    /// How long the circuit stays open before the first probe (capped at [`MAX_COOLDOWN`]).
-    pub cooldown: Duration,
-}
 
 /// The three classic breaker states.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,7 +39,7 @@ impl CircuitState {
 /// → HalfOpen → success: Closed / failure: Open with doubled cooldown.
 #[derive(Clone, Debug)]
 pub struct CircuitBreaker {
-    cfg: BreakerConfig,
+    cfg: BreakerSettings,
     state: CircuitState,
     consecutive_failures: u32,
     /// Cooldown used for the next (or current) open period; doubles on failed probes.
@@ -70,12 +63,12 @@ fn add(now: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
 
 impl CircuitBreaker {
     /// Creates a closed breaker with no recorded failures.
-    pub fn new(cfg: BreakerConfig) -> Self {
+    pub fn new(cfg: BreakerSettings) -> Self {
         CircuitBreaker {
             cfg,
             state: CircuitState::Closed,
             consecutive_failures: 0,
-            current_cooldown: cfg.cooldown.min(MAX_COOLDOWN),
+            current_cooldown: cfg.cooldown().min(MAX_COOLDOWN),
             opened_at: None,
             retry_at: None,
             probe_in_flight: false,
@@ -87,15 +80,15 @@ impl CircuitBreaker {
     /// A closed breaker adopts the new cooldown immediately; an open or half-open one keeps
     /// its current schedule and picks up the new cooldown when it next closes, so editing
     /// an endpoint cannot be used to skip a cooldown in progress.
-    pub fn set_config(&mut self, cfg: BreakerConfig) {
+    pub fn set_config(&mut self, cfg: BreakerSettings) {
         self.cfg = cfg;
         if self.state == CircuitState::Closed {
-            self.current_cooldown = cfg.cooldown.min(MAX_COOLDOWN);
+            self.current_cooldown = cfg.cooldown().min(MAX_COOLDOWN);
         }
     }
 
     /// The current configuration.
-    pub fn config(&self) -> BreakerConfig {
+    pub fn config(&self) -> BreakerSettings {
         self.cfg
     }
 
@@ -155,7 +148,7 @@ impl CircuitBreaker {
     pub fn on_success(&mut self, _now: DateTime<Utc>) {
         self.state = CircuitState::Closed;
         self.consecutive_failures = 0;
-        self.current_cooldown = self.cfg.cooldown.min(MAX_COOLDOWN);
+        self.current_cooldown = self.cfg.cooldown().min(MAX_COOLDOWN);
         self.opened_at = None;
         self.retry_at = None;
         self.probe_in_flight = false;
@@ -225,10 +218,10 @@ mod tests {
         TimeDelta::seconds(s)
     }
 
-    fn cfg(threshold: u32, cooldown_secs: u64) -> BreakerConfig {
-        BreakerConfig {
+    fn cfg(threshold: u32, cooldown_secs: u64) -> BreakerSettings {
+        BreakerSettings {
             failure_threshold: threshold,
-            cooldown: Duration::from_secs(cooldown_secs),
+            cooldown_ms: cooldown_secs * 1000,
         }
     }
 

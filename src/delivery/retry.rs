@@ -4,18 +4,11 @@
 
 use std::time::{Duration, SystemTime};
 
+use crate::domain::RetryConfig;
+
 /// Upper bound on any single wait between attempts, whatever the policy or the
 /// receiver's `Retry-After` asks for, so a delivery is never parked indefinitely.
 pub const MAX_DELAY: Duration = Duration::from_secs(60 * 60);
-
-/// How many attempts a delivery gets and the base delay of its exponential backoff.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct RetryPolicy {
-    /// Total attempts allowed, including the first one.
-    pub max_attempts: u32,
-    /// Delay before the second attempt, in milliseconds; doubles for each later attempt.
-    pub backoff_ms: u64,
-}
 
 /// Outcome of [`decide`]: wait and try again, or stop retrying.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,7 +27,7 @@ pub enum RetryDecision {
 /// retries so many deliveries failing together do not hammer a receiver in lockstep.
 /// The arithmetic is done in `f64` so large `attempts_made` saturate at the cap instead
 /// of overflowing.
-pub fn backoff_delay(policy: &RetryPolicy, attempts_made: u32, jitter: f64) -> Duration {
+pub fn backoff_delay(policy: &RetryConfig, attempts_made: u32, jitter: f64) -> Duration {
     let n = attempts_made.max(1);
     // NaN would poison the whole computation; treat it as "no jitter".
     let jitter = if jitter.is_nan() {
@@ -94,7 +87,7 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
 /// `retry_after` wins (capped at [`MAX_DELAY`]) because the receiver knows its own load
 /// best; without one, [`backoff_delay`] is used.
 pub fn decide(
-    policy: &RetryPolicy,
+    policy: &RetryConfig,
     attempts_made: u32,
     retry_after: Option<Duration>,
     jitter: f64,
@@ -112,7 +105,7 @@ pub fn decide(
 mod tests {
     use super::*;
 
-    const POLICY: RetryPolicy = RetryPolicy {
+    const POLICY: RetryConfig = RetryConfig {
         max_attempts: 5,
         backoff_ms: 1000,
     };
@@ -147,7 +140,7 @@ mod tests {
         for n in [20, 50, 64, 1000, u32::MAX] {
             assert_eq!(backoff_delay(&POLICY, n, 1.0), MAX_DELAY, "n = {n}");
         }
-        let huge = RetryPolicy {
+        let huge = RetryConfig {
             max_attempts: 100,
             backoff_ms: u64::MAX,
         };
@@ -157,7 +150,7 @@ mod tests {
 
     #[test]
     fn backoff_zero_base() {
-        let p = RetryPolicy {
+        let p = RetryConfig {
             max_attempts: 3,
             backoff_ms: 0,
         };
@@ -225,7 +218,7 @@ mod tests {
             decide(&POLICY, 5, Some(Duration::from_secs(1)), 0.0),
             RetryDecision::GiveUp
         );
-        let none = RetryPolicy {
+        let none = RetryConfig {
             max_attempts: 0,
             backoff_ms: 10,
         };

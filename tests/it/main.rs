@@ -6,4 +6,5 @@ mod utils;
 mod dispatch;
 mod reliability;
 mod security;
+mod stored_data;
 mod webhooks_api;

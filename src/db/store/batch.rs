@@ -7,6 +7,8 @@
 //! PostgreSQL writes each batch as statements over `unnest` arrays: one fixed statement per table,
 //! prepared once, one round trip, whatever the batch size (and no bind-parameter limit).
 
+use std::sync::LazyLock;
+
 use chrono::NaiveDateTime;
 use diesel::pg::sql_types::Array;
 use diesel::pg::Pg;
@@ -21,6 +23,7 @@ use crate::db::schema::{
     sys_webhook_attempts as a, sys_webhook_deliveries as d, sys_webhook_events as e,
 };
 use crate::db::SqliteConn;
+use crate::domain::DeliveryStatus;
 
 /// Batched writes both backends implement.
 pub trait BatchWrite {
@@ -69,7 +72,7 @@ impl BatchWrite for SqliteConn {
                 for (id, outcome) in &latest_per_delivery(outcomes) {
                     let target = d::table
                         .filter(d::delivery_id.eq(id))
-                        .filter(d::status.ne("cancelled"));
+                        .filter(d::status.ne(DeliveryStatus::Cancelled));
                     diesel::RunQueryDsl::execute(diesel::update(target).set(outcome), c)?;
                 }
                 Ok(())
@@ -236,6 +239,23 @@ fn pg_attempts_insert(
     .bind::<Array<Timestamp>, _>(cols.attempted_at)
 }
 
+/// The statement of [`pg_outcomes_update`]; a cancelled delivery stays cancelled, like the
+/// SQLite arm's filter.
+static PG_OUTCOMES_UPDATE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE sys_webhook_deliveries AS d SET status = v.status, status_code = v.status_code, \
+         response_body = v.response_body, error_message = v.error_message, \
+         attempt_number = v.attempt_number, next_attempt_at = v.next_attempt_at, \
+         updated_at = v.updated_at, delivered_at = v.delivered_at \
+         FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::text[], $6::int8[], \
+         $7::timestamp[], $8::timestamp[], $9::timestamp[]) \
+         AS v(delivery_id, status, status_code, response_body, error_message, attempt_number, \
+         next_attempt_at, updated_at, delivered_at) \
+         WHERE d.delivery_id = v.delivery_id AND d.status <> '{}'",
+        DeliveryStatus::Cancelled.as_str()
+    )
+});
+
 /// One `UPDATE ... FROM unnest(arrays)` for every outcome of a batch (ids must be distinct).
 fn pg_outcomes_update(
     rows: Vec<(String, DeliveryOutcome)>,
@@ -253,27 +273,17 @@ fn pg_outcomes_update(
         cols.updated_at.push(o.updated_at);
         cols.delivered_at.push(o.delivered_at);
     }
-    diesel::sql_query(
-        "UPDATE sys_webhook_deliveries AS d SET status = v.status, status_code = v.status_code, \
-         response_body = v.response_body, error_message = v.error_message, \
-         attempt_number = v.attempt_number, next_attempt_at = v.next_attempt_at, \
-         updated_at = v.updated_at, delivered_at = v.delivered_at \
-         FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::text[], $6::int8[], \
-         $7::timestamp[], $8::timestamp[], $9::timestamp[]) \
-         AS v(delivery_id, status, status_code, response_body, error_message, attempt_number, \
-         next_attempt_at, updated_at, delivered_at) \
-         WHERE d.delivery_id = v.delivery_id AND d.status <> 'cancelled'",
-    )
-    .into_boxed()
-    .bind::<Array<Text>, _>(ids)
-    .bind::<Array<Text>, _>(cols.status)
-    .bind::<Array<Nullable<BigInt>>, _>(cols.status_code)
-    .bind::<Array<Nullable<Text>>, _>(cols.response_body)
-    .bind::<Array<Nullable<Text>>, _>(cols.error_message)
-    .bind::<Array<BigInt>, _>(cols.attempt_number)
-    .bind::<Array<Nullable<Timestamp>>, _>(cols.next_attempt_at)
-    .bind::<Array<Timestamp>, _>(cols.updated_at)
-    .bind::<Array<Nullable<Timestamp>>, _>(cols.delivered_at)
+    diesel::sql_query(PG_OUTCOMES_UPDATE.as_str())
+        .into_boxed()
+        .bind::<Array<Text>, _>(ids)
+        .bind::<Array<Text>, _>(cols.status)
+        .bind::<Array<Nullable<BigInt>>, _>(cols.status_code)
+        .bind::<Array<Nullable<Text>>, _>(cols.response_body)
+        .bind::<Array<Nullable<Text>>, _>(cols.error_message)
+        .bind::<Array<BigInt>, _>(cols.attempt_number)
+        .bind::<Array<Nullable<Timestamp>>, _>(cols.next_attempt_at)
+        .bind::<Array<Timestamp>, _>(cols.updated_at)
+        .bind::<Array<Nullable<Timestamp>>, _>(cols.delivered_at)
 }
 
 #[derive(Default)]
@@ -290,7 +300,7 @@ struct AttemptColumns {
 
 #[derive(Default)]
 struct OutcomeColumns {
-    status: Vec<String>,
+    status: Vec<DeliveryStatus>,
     status_code: Vec<Option<i64>>,
     response_body: Vec<Option<String>>,
     error_message: Vec<Option<String>>,

@@ -7,20 +7,14 @@ use diesel::prelude::*;
 use diesel::result::QueryResult;
 use diesel_async::RunQueryDsl;
 
-use crate::db::models::{AttemptRow, DeliveryRow};
+use crate::db::models::{AttemptRow, CloseDelivery, DeliveryRow};
 use crate::db::schema::{
     sys_webhook_attempts as a, sys_webhook_deliveries as d, sys_webhook_events as e,
 };
+use crate::db::status::is_open;
 use crate::db::DbConn;
-use crate::domain::OPEN_STATUSES;
+use crate::domain::DeliveryStatus;
 use crate::with_conn;
-
-/// `status IN ('pending', 'retrying')` as literal SQL: the partial indexes on open deliveries are only
-/// usable when the planner can see the values (with bind parameters SQLite never uses them, and
-/// PostgreSQL's generic plans may not).
-fn is_open() -> diesel::expression::SqlLiteral<diesel::sql_types::Bool> {
-    diesel::dsl::sql::<diesel::sql_types::Bool>("status IN ('pending', 'retrying')")
-}
 
 /// Filters and paging of a delivery listing (newest first).
 #[derive(Debug, Clone, Default)]
@@ -32,7 +26,7 @@ pub struct DeliveryFilter {
     /// Only this event.
     pub event_id: Option<String>,
     /// Only this status.
-    pub status: Option<String>,
+    pub status: Option<DeliveryStatus>,
     /// Only this event type.
     pub event_type: Option<String>,
     /// Older than this delivery id (the cursor).
@@ -57,8 +51,8 @@ pub async fn list_deliveries(
         if let Some(ev) = &f.event_id {
             q = q.filter(d::event_id.eq(ev.clone()));
         }
-        if let Some(s) = &f.status {
-            q = q.filter(d::status.eq(s.clone()));
+        if let Some(s) = f.status {
+            q = q.filter(d::status.eq(s));
         }
         if let Some(t) = &f.event_type {
             q = q.filter(d::event_type.eq(t.clone()));
@@ -105,8 +99,8 @@ pub async fn reopen_delivery(
     id: &str,
     now: NaiveDateTime,
 ) -> QueryResult<Option<DeliveryRow>> {
-    with_conn!(conn, c => diesel::update(d::table.filter(d::delivery_id.eq(id)).filter(d::status.ne_all(OPEN_STATUSES)))
-        .set((d::status.eq("pending"), d::next_attempt_at.eq(None::<NaiveDateTime>), d::updated_at.eq(now)))
+    with_conn!(conn, c => diesel::update(d::table.filter(d::delivery_id.eq(id)).filter(d::status.ne_all(DeliveryStatus::OPEN)))
+        .set((d::status.eq(DeliveryStatus::Pending), d::next_attempt_at.eq(None::<NaiveDateTime>), d::updated_at.eq(now)))
         .returning(DeliveryRow::as_returning())
         .get_result(c)
         .await
@@ -160,9 +154,8 @@ pub async fn cancel_delivery(
     reason: &str,
     now: NaiveDateTime,
 ) -> QueryResult<usize> {
-    with_conn!(conn, c => diesel::update(d::table.filter(d::delivery_id.eq(id)).filter(d::status.eq_any(OPEN_STATUSES)))
-        .set((d::status.eq("cancelled"), d::error_message.eq(Some(reason)), d::updated_at.eq(now),
-              d::next_attempt_at.eq(None::<NaiveDateTime>)))
+    with_conn!(conn, c => diesel::update(d::table.filter(d::delivery_id.eq(id)).filter(is_open()))
+        .set(CloseDelivery::cancelled(reason, now))
         .execute(c)
         .await)
 }

@@ -5,8 +5,9 @@ use diesel::prelude::*;
 use diesel::result::QueryResult;
 use diesel_async::RunQueryDsl;
 
-use crate::db::models::{NewWebhookRow, WebhookChanges, WebhookRow};
+use crate::db::models::{CloseDelivery, NewWebhookRow, WebhookChanges, WebhookRow};
 use crate::db::schema::{sys_webhook_deliveries as d, sys_webhooks as w};
+use crate::db::status::is_open;
 use crate::db::DbConn;
 use crate::with_conn;
 
@@ -100,9 +101,8 @@ pub async fn delete_webhook(conn: &mut DbConn, id: i64, now: NaiveDateTime) -> Q
         if n == 0 {
             return Ok(false);
         }
-        diesel::update(d::table.filter(d::webhook_id.eq(id)).filter(d::status.eq_any(crate::domain::OPEN_STATUSES)))
-            .set((d::status.eq("cancelled"), d::next_attempt_at.eq(None::<NaiveDateTime>), d::updated_at.eq(now),
-                  d::error_message.eq(Some("webhook deleted"))))
+        diesel::update(d::table.filter(d::webhook_id.eq(id)).filter(is_open()))
+            .set(CloseDelivery::cancelled("webhook deleted", now))
             .execute(c)
             .await?;
         Ok(true)
