@@ -1,6 +1,7 @@
 //! `/api/webhooks`: registration CRUD, matching, secrets and test sends (contract §2.1).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
@@ -12,7 +13,7 @@ use super::error::{ApiError, ApiResult};
 use super::webhook_input::{check, required, resolve, MatchInput, RotateInput, WebhookInput};
 use super::{validate, AppState};
 use crate::actors::messages::{Remove, Upsert};
-use crate::db::models::{NewWebhookRow, WebhookChanges};
+use crate::db::models::{NewWebhookRow, WebhookChanges, WebhookRow};
 use crate::db::store::webhooks::{self as store, WebhookFilter};
 use crate::delivery::signing::generate_secret;
 use crate::delivery::ssrf::{check_url, TargetError};
@@ -43,11 +44,34 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// Checks a target URL at create/update. A host that does not resolve (yet) is accepted: DNS may
 /// be down or the record not published, and the HTTP client's resolver checks every address at
 /// connect time anyway.
+/// A resolver that hangs answers 503 after [`DNS_TIMEOUT`] instead of holding the request.
 async fn check_target(st: &AppState, url: &str) -> ApiResult<()> {
-    match check_url(&st.config.targets, url).await {
+    let checked = bounded(DNS_TIMEOUT, "the DNS lookup of the url's host", async {
+        check_url(&st.config.targets, url).await
+    })
+    .await?;
+    match checked {
         Ok(_) | Err(TargetError::Unresolvable(_)) => Ok(()),
         Err(e) => Err(ApiError::validation("url", e.to_string())),
     }
+}
+
+/// Longest wait for the DNS lookup of a target at create/update.
+pub const DNS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Runs `fut` for at most `limit`; past it, a 503 naming `what`. Only for futures that are safe
+/// to drop half-way (no SQLite query in flight: STACK.md).
+pub async fn bounded<T>(
+    limit: Duration,
+    what: &str,
+    fut: impl std::future::Future<Output = T>,
+) -> ApiResult<T> {
+    tokio::time::timeout(limit, fut).await.map_err(|_| {
+        ApiError::unavailable(format!(
+            "{what} did not answer within {} ms",
+            limit.as_millis()
+        ))
+    })
 }
 
 fn to_json<T: serde::Serialize>(v: &T) -> Value {
@@ -229,20 +253,25 @@ async fn update(
     if let Some(s) = &input.secret {
         check("secret", validate::secret(s))?;
     }
+    // Only the fields the caller sent are written: a column nobody mentioned may have changed
+    // since `current` was read (a 410 disabling the webhook), and must keep that change.
     let changes = WebhookChanges {
-        webhook_name: Some(r.name),
-        event_type: Some(r.event_type),
-        url: Some(r.url),
+        webhook_name: input.webhook_name.is_some().then_some(r.name),
+        event_type: input.event_type.is_some().then_some(r.event_type),
+        url: input.url.is_some().then_some(r.url),
         secret: input.secret.as_deref().map(|s| st.cipher.seal(s)),
-        enabled: Some(r.enabled),
-        headers: Some(to_json(&r.headers)),
-        retry_config: Some(to_json(&r.retry)),
-        rate_limit: Some(r.rate_limit.map(|x| to_json(&x))),
-        circuit_breaker: Some(to_json(&r.breaker)),
-        timeout_ms: Some(r.timeout_ms as i64),
-        ordered: Some(r.ordered),
+        enabled: input.enabled,
+        headers: input.headers.is_some().then(|| to_json(&r.headers)),
+        retry_config: input.retry_config.is_some().then(|| to_json(&r.retry)),
+        rate_limit: input
+            .rate_limit
+            .is_some()
+            .then(|| r.rate_limit.map(|x| to_json(&x))),
+        circuit_breaker: input.circuit_breaker.is_some().then(|| to_json(&r.breaker)),
+        timeout_ms: input.timeout_ms.is_some().then_some(r.timeout_ms as i64),
+        ordered: input.ordered,
         // Re-enabling clears the reason the dispatcher disabled it for.
-        disabled_reason: if r.enabled { Some(None) } else { None },
+        disabled_reason: (input.enabled == Some(true)).then_some(None),
         previous_secrets: None,
         updated_at: Some(Utc::now().naive_utc()),
         updated_by: Some(input.updated_by.clone().or(Some(admin.name.clone()))),
@@ -258,6 +287,11 @@ async fn save(st: &AppState, id: i64, changes: &WebhookChanges) -> ApiResult<Web
         .await?
         .ok_or_else(|| ApiError::not_found(format!("webhook {id} not found")))?;
     drop(conn);
+    publish_change(st, row).await
+}
+
+/// Tells the router about a stored change before answering.
+async fn publish_change(st: &AppState, row: WebhookRow) -> ApiResult<Webhook> {
     let w = Webhook::from_row(row, &st.cipher)?;
     st.actors
         .router
@@ -371,8 +405,45 @@ async fn rotate_secret(
         }
         None => generate_secret(),
     };
-    let current = load_owned(&st, &admin, id).await?;
-    let now = Utc::now();
+    load_owned(&st, &admin, id).await?;
+    let cipher = st.cipher.clone();
+    let by = admin.name.clone();
+    // Read and write under one lock: a concurrent rotation's new secret becomes an old one here
+    // instead of being overwritten.
+    let mut conn = st.db.write().await?;
+    let row = store::update_webhook_with(&mut conn, id, move |row| {
+        let current = Webhook::from_row(row, &cipher)?;
+        let now = Utc::now();
+        let previous = rotated_previous(current, grace, now);
+        let sealed: Vec<PreviousSecret> = previous
+            .into_iter()
+            .map(|p| PreviousSecret {
+                secret: cipher.seal(&p.secret),
+                expires_at: p.expires_at,
+            })
+            .collect();
+        Ok::<_, ApiError>(WebhookChanges {
+            secret: Some(cipher.seal(&new_secret)),
+            previous_secrets: Some(to_json(&sealed)),
+            updated_at: Some(now.naive_utc()),
+            updated_by: Some(Some(by)),
+            ..Default::default()
+        })
+    })
+    .await?
+    .ok_or_else(|| ApiError::not_found(format!("webhook {id} not found")))?;
+    drop(conn);
+    let w = publish_change(&st, row).await?;
+    Ok(HttpResponse::Ok().json(WebhookView::new(&w, true)))
+}
+
+/// The old secrets after a rotation: those still in grace, plus the current one for `grace`
+/// seconds; the oldest grace ends first and beyond the cap it is dropped.
+fn rotated_previous(
+    current: Webhook,
+    grace: i64,
+    now: chrono::DateTime<Utc>,
+) -> Vec<PreviousSecret> {
     let mut previous: Vec<PreviousSecret> = current
         .previous_secrets
         .into_iter()
@@ -384,26 +455,10 @@ async fn rotate_secret(
             expires_at: now + chrono::Duration::seconds(grace),
         });
     }
-    // The oldest grace ends first; beyond the cap it is dropped.
     previous.sort_by_key(|p| p.expires_at);
     let excess = previous.len().saturating_sub(MAX_PREVIOUS_SECRETS);
     previous.drain(..excess);
-    let sealed: Vec<PreviousSecret> = previous
-        .iter()
-        .map(|p| PreviousSecret {
-            secret: st.cipher.seal(&p.secret),
-            expires_at: p.expires_at,
-        })
-        .collect();
-    let changes = WebhookChanges {
-        secret: Some(st.cipher.seal(&new_secret)),
-        previous_secrets: Some(to_json(&sealed)),
-        updated_at: Some(now.naive_utc()),
-        updated_by: Some(Some(admin.name.clone())),
-        ..Default::default()
-    };
-    let w = save(&st, id, &changes).await?;
-    Ok(HttpResponse::Ok().json(WebhookView::new(&w, true)))
+    previous
 }
 
 async fn test_send(
@@ -431,4 +486,29 @@ async fn test_send(
     let delivery_id = accepted.delivery_ids.first().cloned().unwrap_or_default();
     Ok(HttpResponse::Accepted()
         .json(json!({ "delivery_id": delivery_id, "event_id": accepted.ids.first() })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_hanging_lookup_is_a_503_in_the_error_shape() {
+        let err = bounded(
+            Duration::from_millis(20),
+            "the DNS lookup",
+            std::future::pending::<()>(),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.status, actix_web::http::StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(err.code, "unavailable");
+        assert!(err.message.contains("the DNS lookup"), "{}", err.message);
+    }
+
+    #[tokio::test]
+    async fn an_answer_within_the_bound_passes_through() {
+        let v = bounded(Duration::from_secs(5), "x", async { 7 }).await;
+        assert_eq!(v.unwrap(), 7);
+    }
 }

@@ -6,4 +6,5 @@ mod utils;
 mod dispatch;
 mod reliability;
 mod security;
+mod update_races;
 mod webhooks_api;
