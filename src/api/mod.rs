@@ -5,6 +5,7 @@ pub mod body;
 pub mod deliveries;
 pub mod error;
 pub mod events;
+pub mod extract;
 pub mod health;
 pub mod keys;
 pub mod openapi;
@@ -43,14 +44,30 @@ pub struct AppState {
     pub draining: Arc<AtomicBool>,
 }
 
-/// Every route; deliveries come before `/api/webhooks/{id}` so that `deliveries` is not taken for an id.
+/// Every operation, in registration order: deliveries come before `/api/webhooks/{id}` so that
+/// `deliveries` is not taken for an id.
+pub fn operations() -> Vec<openapi::Op> {
+    [
+        deliveries::operations(),
+        webhooks::operations(),
+        events::operations(),
+        keys::operations(),
+        health::operations(),
+        openapi::operations(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    deliveries::configure(cfg);
-    webhooks::configure(cfg);
-    events::configure(cfg);
-    keys::configure(cfg);
-    health::configure(cfg);
-    openapi::configure(cfg);
+    openapi::register(cfg, operations());
+}
+
+/// Every (method, path) [`configure`] registers.
+pub fn route_table() -> Vec<(actix_web::http::Method, String)> {
+    openapi::route_table(&operations())
 }
 
 /// Unknown routes answer in the error shape too.

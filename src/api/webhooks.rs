@@ -3,13 +3,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use chrono::Utc;
 use serde_json::{json, Value};
 
-use super::auth::{self, Admin};
-use super::body::{from_value, path_id, read_json, Query};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::auth::Admin;
+use super::body::path_id;
 use super::error::{ApiError, ApiResult};
+use super::extract::{limit, Json, OptionalJson, Query};
+use super::openapi::{op, MatchRequest, Op, WebhookCreate, WebhookUpdate};
 use super::webhook_input::{check, required, resolve, MatchInput, RotateInput, WebhookInput};
 use super::{validate, AppState};
 use crate::actors::messages::{Remove, Upsert};
@@ -19,26 +24,54 @@ use crate::delivery::signing::generate_secret;
 use crate::delivery::ssrf::{check_url, TargetError};
 use crate::domain::{PreviousSecret, Webhook, WebhookView, MAX_PREVIOUS_SECRETS};
 
-/// Routes of this resource.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/api/webhooks")
-            .route(web::get().to(list))
-            .route(web::post().to(create))
-            .route(web::put().to(update_by_body))
-            .route(web::delete().to(delete_by_query)),
-    )
-    .service(web::resource("/api/webhooks/match").route(web::post().to(match_event)))
-    .service(
-        web::resource("/api/webhooks/{id}")
-            .route(web::get().to(get))
-            .route(web::put().to(update_by_path))
-            .route(web::patch().to(update_by_path))
-            .route(web::delete().to(delete_by_path)),
-    )
-    .service(web::resource("/api/webhooks/{id}/rotate-secret").route(web::post().to(rotate_secret)))
-    .service(web::resource("/api/webhooks/{id}/secret").route(web::get().to(get_secret)))
-    .service(web::resource("/api/webhooks/{id}/test").route(web::post().to(test_send)));
+/// Operations of this resource.
+pub fn operations() -> Vec<Op> {
+    vec![
+        op(__path_list, list),
+        op(__path_create, create),
+        op(__path_update_by_body, update_by_body),
+        op(__path_delete_by_query, delete_by_query),
+        op(__path_match_event, match_event),
+        op(__path_get, get),
+        op(__path_update_by_path, update_by_path),
+        op(__path_delete_by_path, delete_by_path),
+        op(__path_rotate_secret, rotate_secret),
+        op(__path_get_secret, get_secret),
+        op(__path_test_send, test_send),
+    ]
+}
+
+/// Query of `GET /api/webhooks`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Only webhooks of this event type.
+    pub event_type: Option<String>,
+    /// Only enabled (or only disabled) webhooks.
+    pub enabled: Option<bool>,
+    /// Page size (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<i64>,
+    /// Only ids greater than this (the previous page's `next_after`).
+    pub after: Option<i64>,
+    /// Only this tenant (the global admin; a tenant key sees its own).
+    #[param(pattern = r"^[A-Za-z0-9_.:-]{1,128}$")]
+    pub tenant_id: Option<String>,
+}
+
+/// The `{id}` of a webhook path.
+#[derive(IntoParams)]
+#[into_params(names("id"), parameter_in = Path)]
+#[allow(dead_code)] // describes the path for the document; the handlers parse it themselves
+struct ID(#[param(minimum = 1)] i64);
+
+/// Query of `DELETE /api/webhooks`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeleteQuery {
+    /// The webhook to delete.
+    #[param(required = true)]
+    pub id: Option<i64>,
 }
 
 /// Checks a target URL at create/update. A host that does not resolve (yet) is accepted: DNS may
@@ -89,16 +122,14 @@ pub async fn load_owned(st: &AppState, admin: &Admin, id: i64) -> ApiResult<Webh
     Ok(w)
 }
 
+/// Create a webhook.
+#[utoipa::path(post, path = "/api/webhooks", request_body = WebhookCreate,
+    responses((status = 201, description = "The webhook, its secret in full", body = WebhookView)))]
 async fn create(
-    req: HttpRequest,
+    admin: Admin,
+    Json(input): Json<WebhookInput>,
     st: web::Data<AppState>,
-    payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
-    let admin = auth::admin(&req, &st).await?;
-    let input: WebhookInput = from_value(
-        read_json(&req, payload, st.config.max_body_bytes).await?,
-        "",
-    )?;
     let tenant = match (&input.tenant_id, &admin.tenant) {
         (Some(t), _) => t.clone(),
         (None, Some(t)) => t.clone(),
@@ -153,26 +184,28 @@ async fn create(
     Ok(HttpResponse::Created().json(WebhookView::new(&w, true)))
 }
 
-async fn list(req: HttpRequest, st: web::Data<AppState>) -> ApiResult<HttpResponse> {
-    let admin = auth::admin(&req, &st).await?;
-    let q = Query::parse(
-        &req,
-        &["event_type", "enabled", "limit", "after", "tenant_id"],
-    )?;
-    let tenant = match (q.str("tenant_id"), &admin.tenant) {
+/// List webhooks, in ascending id.
+#[utoipa::path(get, path = "/api/webhooks", params(ListQuery),
+    responses((status = 200, description = "`{\"webhooks\": [...], \"next_after\": id | null}`")))]
+async fn list(
+    admin: Admin,
+    Query(q): Query<ListQuery>,
+    st: web::Data<AppState>,
+) -> ApiResult<HttpResponse> {
+    let tenant = match (q.tenant_id, &admin.tenant) {
         (Some(t), _) => {
-            validate::tenant_id(t).map_err(|m| ApiError::bad_param("tenant_id", m))?;
-            admin.check_tenant(t)?;
-            Some(t.to_string())
+            validate::tenant_id(&t).map_err(|m| ApiError::bad_param("tenant_id", m))?;
+            admin.check_tenant(&t)?;
+            Some(t)
         }
         (None, t) => t.clone(),
     };
-    let limit = q.limit()?;
+    let limit = limit(q.limit)?;
     let filter = WebhookFilter {
         tenant_id: tenant,
-        event_type: q.str("event_type").map(str::to_string),
-        enabled: q.bool("enabled")?,
-        after: q.int("after")?,
+        event_type: q.event_type,
+        enabled: q.enabled,
+        after: q.after,
         // One more than the page tells whether another page follows, so that a full last page
         // still answers `next_after: null` (§4).
         limit: limit + 1,
@@ -193,41 +226,40 @@ async fn list(req: HttpRequest, st: web::Data<AppState>) -> ApiResult<HttpRespon
     Ok(HttpResponse::Ok().json(json!({ "webhooks": views, "next_after": next_after })))
 }
 
+/// One webhook, its secret masked.
+#[utoipa::path(get, path = "/api/webhooks/{id}", params(ID),
+    responses((status = 200, description = "The webhook", body = WebhookView)))]
 async fn get(
-    req: HttpRequest,
-    st: web::Data<AppState>,
+    admin: Admin,
     id: web::Path<String>,
+    st: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
-    let admin = auth::admin(&req, &st).await?;
     let w = load_owned(&st, &admin, path_id(&id, "id")?).await?;
     Ok(HttpResponse::Ok().json(WebhookView::new(&w, false)))
 }
 
+/// Update a webhook; omitted fields stay as they are.
+#[utoipa::path(method(put, patch), path = "/api/webhooks/{id}", params(ID),
+    request_body = WebhookInput,
+    responses((status = 200, description = "The webhook", body = WebhookView)))]
 async fn update_by_path(
-    req: HttpRequest,
-    st: web::Data<AppState>,
+    admin: Admin,
     id: web::Path<String>,
-    payload: web::Payload,
+    Json(input): Json<WebhookInput>,
+    st: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
-    let admin = auth::admin(&req, &st).await?;
     let id = path_id(&id, "id")?;
-    let input: WebhookInput = from_value(
-        read_json(&req, payload, st.config.max_body_bytes).await?,
-        "",
-    )?;
     update(&st, &admin, id, input).await
 }
 
+/// Update the webhook named by `webhook_id` in the body.
+#[utoipa::path(put, path = "/api/webhooks", request_body = WebhookUpdate,
+    responses((status = 200, description = "The webhook", body = WebhookView)))]
 async fn update_by_body(
-    req: HttpRequest,
+    admin: Admin,
+    Json(input): Json<WebhookInput>,
     st: web::Data<AppState>,
-    payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
-    let admin = auth::admin(&req, &st).await?;
-    let input: WebhookInput = from_value(
-        read_json(&req, payload, st.config.max_body_bytes).await?,
-        "",
-    )?;
     let id = required(input.webhook_id, "webhook_id")?;
     update(&st, &admin, id, input).await
 }
@@ -301,21 +333,27 @@ async fn publish_change(st: &AppState, row: WebhookRow) -> ApiResult<Webhook> {
     Ok(w)
 }
 
+/// Delete a webhook; its undelivered deliveries are cancelled.
+#[utoipa::path(delete, path = "/api/webhooks/{id}", params(ID),
+    responses((status = 204, description = "Deleted")))]
 async fn delete_by_path(
-    req: HttpRequest,
-    st: web::Data<AppState>,
+    admin: Admin,
     id: web::Path<String>,
+    st: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
-    let admin = auth::admin(&req, &st).await?;
     delete(&st, &admin, path_id(&id, "id")?).await
 }
 
-async fn delete_by_query(req: HttpRequest, st: web::Data<AppState>) -> ApiResult<HttpResponse> {
-    let admin = auth::admin(&req, &st).await?;
-    let q = Query::parse(&req, &["id"])?;
-    let id = q
-        .int("id")?
-        .ok_or_else(|| ApiError::bad_param("id", "is required"))?;
+/// Delete a webhook named by `?id=N`.
+#[utoipa::path(delete, path = "/api/webhooks", params(DeleteQuery),
+    responses((status = 204, description = "Deleted")))]
+async fn delete_by_query(
+    admin: Admin,
+    Query(q): Query<DeleteQuery>,
+    st: web::Data<AppState>,
+) -> ApiResult<HttpResponse> {
+    let id =
+        q.id.ok_or_else(|| ApiError::bad_param("id", "is required"))?;
     delete(&st, &admin, id).await
 }
 
@@ -336,16 +374,14 @@ async fn delete(st: &AppState, admin: &Admin, id: i64) -> ApiResult<HttpResponse
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// The enabled webhooks an event would go to.
+#[utoipa::path(post, path = "/api/webhooks/match", request_body = MatchRequest,
+    responses((status = 200, description = "`{\"webhooks\": [...]}`")))]
 async fn match_event(
-    req: HttpRequest,
+    admin: Admin,
+    Json(input): Json<MatchInput>,
     st: web::Data<AppState>,
-    payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
-    let admin = auth::admin(&req, &st).await?;
-    let input: MatchInput = from_value(
-        read_json(&req, payload, st.config.max_body_bytes).await?,
-        "",
-    )?;
     let event_type = required(input.event_type, "event_type")?;
     check("event_type", validate::event_type(&event_type))?;
     let tenant = input
@@ -364,38 +400,30 @@ async fn match_event(
     Ok(HttpResponse::Ok().json(json!({ "webhooks": views })))
 }
 
+/// The full signing secret.
+#[utoipa::path(get, path = "/api/webhooks/{id}/secret", params(ID),
+    responses((status = 200, description = "`{\"secret\": \"whsec_...\"}`")))]
 async fn get_secret(
-    req: HttpRequest,
-    st: web::Data<AppState>,
+    admin: Admin,
     id: web::Path<String>,
+    st: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
-    let admin = auth::admin(&req, &st).await?;
     let w = load_owned(&st, &admin, path_id(&id, "id")?).await?;
     Ok(HttpResponse::Ok().json(json!({ "secret": w.secret })))
 }
 
+/// Rotate the signing secret; the old one keeps signing beside it for the grace.
+#[utoipa::path(post, path = "/api/webhooks/{id}/rotate-secret", params(ID),
+    request_body(content = Option<RotateInput>, description = "May be left out"),
+    responses((status = 200, description = "The webhook with its new secret", body = WebhookView)))]
 async fn rotate_secret(
-    req: HttpRequest,
-    st: web::Data<AppState>,
+    admin: Admin,
     id: web::Path<String>,
-    payload: web::Payload,
+    OptionalJson(input): OptionalJson<RotateInput>,
+    st: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
-    let admin = auth::admin(&req, &st).await?;
     let id = path_id(&id, "id")?;
-    let has_body = req
-        .headers()
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v != "0")
-        || req.headers().contains_key("transfer-encoding");
-    let input: RotateInput = if has_body {
-        from_value(
-            read_json(&req, payload, st.config.max_body_bytes).await?,
-            "",
-        )?
-    } else {
-        RotateInput::default()
-    };
+    let input = input.unwrap_or_default();
     let grace = input.grace_seconds.unwrap_or(86_400);
     check("grace_seconds", validate::range(grace, 0, 604_800))?;
     let new_secret = match input.secret {
@@ -461,12 +489,14 @@ fn rotated_previous(
     previous
 }
 
+/// Send a `webhook/test` event to this webhook alone.
+#[utoipa::path(post, path = "/api/webhooks/{id}/test", params(ID),
+    responses((status = 202, description = "`{\"delivery_id\": \"...\"}`")))]
 async fn test_send(
-    req: HttpRequest,
-    st: web::Data<AppState>,
+    admin: Admin,
     id: web::Path<String>,
+    st: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
-    let admin = auth::admin(&req, &st).await?;
     let w = load_owned(&st, &admin, path_id(&id, "id")?).await?;
     let data = json!({ "webhook_id": w.id, "tenantId": w.tenant_id, "message": "test delivery from beema-webhooks" });
     let event = super::events::build_event(

@@ -4,6 +4,7 @@
 mod utils;
 
 mod dispatch;
+mod openapi_routes;
 mod reliability;
 mod security;
 mod update_races;
