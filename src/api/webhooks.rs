@@ -5,9 +5,8 @@ use std::time::Duration;
 
 use actix_web::{web, HttpResponse};
 use chrono::Utc;
-use serde_json::{json, Value};
-
 use serde::Deserialize;
+use serde_json::{json, Value};
 use utoipa::IntoParams;
 
 use super::auth::Admin;
@@ -63,7 +62,7 @@ pub struct ListQuery {
 #[derive(IntoParams)]
 #[into_params(names("id"), parameter_in = Path)]
 #[allow(dead_code)] // describes the path for the document; the handlers parse it themselves
-struct ID(#[param(minimum = 1)] i64);
+struct WebhookId(#[param(minimum = 1)] i64);
 
 /// Query of `DELETE /api/webhooks`.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -76,8 +75,7 @@ pub struct DeleteQuery {
 
 /// Checks a target URL at create/update. A host that does not resolve (yet) is accepted: DNS may
 /// be down or the record not published, and the HTTP client's resolver checks every address at
-/// connect time anyway.
-/// A resolver that hangs answers 503 after [`DNS_TIMEOUT`] instead of holding the request.
+/// connect time anyway. A resolver that hangs answers 503 after [`DNS_TIMEOUT`] instead of holding the request.
 async fn check_target(st: &AppState, url: &str) -> ApiResult<()> {
     let checked = bounded(DNS_TIMEOUT, "the DNS lookup of the url's host", async {
         check_url(&st.config.targets, url).await
@@ -227,7 +225,7 @@ async fn list(
 }
 
 /// One webhook, its secret masked.
-#[utoipa::path(get, path = "/api/webhooks/{id}", params(ID),
+#[utoipa::path(get, path = "/api/webhooks/{id}", params(WebhookId),
     responses((status = 200, description = "The webhook", body = WebhookView)))]
 async fn get(
     admin: Admin,
@@ -239,7 +237,7 @@ async fn get(
 }
 
 /// Update a webhook; omitted fields stay as they are.
-#[utoipa::path(method(put, patch), path = "/api/webhooks/{id}", params(ID),
+#[utoipa::path(method(put, patch), path = "/api/webhooks/{id}", params(WebhookId),
     request_body = WebhookInput,
     responses((status = 200, description = "The webhook", body = WebhookView)))]
 async fn update_by_path(
@@ -334,7 +332,7 @@ async fn publish_change(st: &AppState, row: WebhookRow) -> ApiResult<Webhook> {
 }
 
 /// Delete a webhook; its undelivered deliveries are cancelled.
-#[utoipa::path(delete, path = "/api/webhooks/{id}", params(ID),
+#[utoipa::path(delete, path = "/api/webhooks/{id}", params(WebhookId),
     responses((status = 204, description = "Deleted")))]
 async fn delete_by_path(
     admin: Admin,
@@ -401,7 +399,7 @@ async fn match_event(
 }
 
 /// The full signing secret.
-#[utoipa::path(get, path = "/api/webhooks/{id}/secret", params(ID),
+#[utoipa::path(get, path = "/api/webhooks/{id}/secret", params(WebhookId),
     responses((status = 200, description = "`{\"secret\": \"whsec_...\"}`")))]
 async fn get_secret(
     admin: Admin,
@@ -413,7 +411,7 @@ async fn get_secret(
 }
 
 /// Rotate the signing secret; the old one keeps signing beside it for the grace.
-#[utoipa::path(post, path = "/api/webhooks/{id}/rotate-secret", params(ID),
+#[utoipa::path(post, path = "/api/webhooks/{id}/rotate-secret", params(WebhookId),
     request_body(content = Option<RotateInput>, description = "May be left out"),
     responses((status = 200, description = "The webhook with its new secret", body = WebhookView)))]
 async fn rotate_secret(
@@ -490,7 +488,7 @@ fn rotated_previous(
 }
 
 /// Send a `webhook/test` event to this webhook alone.
-#[utoipa::path(post, path = "/api/webhooks/{id}/test", params(ID),
+#[utoipa::path(post, path = "/api/webhooks/{id}/test", params(WebhookId),
     responses((status = 202, description = "`{\"delivery_id\": \"...\"}`")))]
 async fn test_send(
     admin: Admin,
