@@ -440,7 +440,7 @@ async fn rotate_secret(
     let row = store::update_webhook_with(&mut conn, id, move |row| {
         let current = Webhook::from_row(row, &cipher)?;
         let now = Utc::now();
-        let previous = rotated_previous(current, grace, now);
+        let previous = rotated_previous(current.secret, current.previous_secrets, grace, now);
         let sealed: Vec<PreviousSecret> = previous
             .into_iter()
             .map(|p| PreviousSecret {
@@ -466,18 +466,18 @@ async fn rotate_secret(
 /// The old secrets after a rotation: those still in grace, plus the current one for `grace`
 /// seconds; the oldest grace ends first and beyond the cap it is dropped.
 fn rotated_previous(
-    current: Webhook,
+    current: String,
+    previous: Vec<PreviousSecret>,
     grace: i64,
     now: chrono::DateTime<Utc>,
 ) -> Vec<PreviousSecret> {
-    let mut previous: Vec<PreviousSecret> = current
-        .previous_secrets
+    let mut previous: Vec<PreviousSecret> = previous
         .into_iter()
         .filter(|p| p.expires_at > now)
         .collect();
     if grace > 0 {
         previous.push(PreviousSecret {
-            secret: current.secret,
+            secret: current,
             expires_at: now + chrono::Duration::seconds(grace),
         });
     }
@@ -532,6 +532,42 @@ mod tests {
         assert_eq!(err.status, actix_web::http::StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(err.code, "unavailable");
         assert!(err.message.contains("the DNS lookup"), "{}", err.message);
+    }
+
+    fn old(secret: &str, expires_at: chrono::DateTime<Utc>) -> PreviousSecret {
+        PreviousSecret {
+            secret: secret.into(),
+            expires_at,
+        }
+    }
+
+    #[test]
+    fn a_rotation_keeps_the_current_secret_for_the_grace_and_drops_expired_ones() {
+        let now = Utc::now();
+        let hour = chrono::Duration::hours(1);
+        let kept = rotated_previous(
+            "current".into(),
+            vec![old("expired", now - hour), old("live", now + hour)],
+            7200,
+            now,
+        );
+        let secrets: Vec<&str> = kept.iter().map(|p| p.secret.as_str()).collect();
+        assert_eq!(secrets, ["live", "current"]);
+        assert_eq!(kept[1].expires_at, now + hour * 2);
+        let none = rotated_previous("current".into(), vec![], 0, now);
+        assert!(none.is_empty(), "no grace: the old secret stops at once");
+    }
+
+    #[test]
+    fn beyond_the_cap_the_oldest_grace_goes_first() {
+        let now = Utc::now();
+        let full: Vec<PreviousSecret> = (0..MAX_PREVIOUS_SECRETS as i64)
+            .map(|i| old(&format!("s{i}"), now + chrono::Duration::minutes(i + 1)))
+            .collect();
+        let kept = rotated_previous("current".into(), full, 86_400, now);
+        assert_eq!(kept.len(), MAX_PREVIOUS_SECRETS);
+        assert_eq!(kept[0].secret, "s1", "s0 ended first and was dropped");
+        assert_eq!(kept.last().unwrap().secret, "current");
     }
 
     #[tokio::test]

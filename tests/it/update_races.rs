@@ -129,7 +129,7 @@ async fn a_patch_racing_a_410_disable_does_not_re_enable_the_webhook() {
                 .json(
                     Method::PATCH,
                     &format!("/api/webhooks/{id}"),
-                    &json!({"webhook_name": "renamed"}),
+                    &json!({"webhook_name": "renamed", "url": "http://127.0.0.1:9/moved"}),
                 )
                 .await
         }
@@ -144,6 +144,7 @@ async fn a_patch_racing_a_410_disable_does_not_re_enable_the_webhook() {
     assert_eq!(now["enabled"], false, "{now}");
     assert_eq!(now["disabled_reason"], "receiver answered 410 Gone");
     assert_eq!(now["webhook_name"], "renamed");
+    assert_eq!(now["url"], "http://127.0.0.1:9/moved");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
