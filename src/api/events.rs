@@ -1,16 +1,16 @@
 //! Publishing: `POST /api/events`, `/api/inngest` and the Inngest event API form `/e/{key}` (§2.2).
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::auth::{self, Publisher};
+use super::auth::Publisher;
 use super::body::{from_value, whole};
 use super::error::{ApiError, ApiResult};
-use super::extract::JsonValue;
+use super::extract::{JsonValue, TenantHeader};
 use super::openapi::{op, EventBatch, Op};
 use super::{validate, AppState};
 use crate::intake::NewEvent;
@@ -204,9 +204,9 @@ fn parse_events(
 
 /// Stores a validated request; the publisher and the body were checked by the extractors.
 async fn accept(
-    req: &HttpRequest,
     st: &AppState,
     publisher: &Publisher,
+    header_tenant: Option<String>,
     body: Value,
 ) -> ApiResult<crate::intake::Accepted> {
     if st.draining.load(std::sync::atomic::Ordering::Relaxed) {
@@ -214,7 +214,6 @@ async fn accept(
             "shutting down; publish again to another node or later",
         ));
     }
-    let header_tenant = auth::tenant_header(req)?;
     let events = parse_events(body, header_tenant.as_deref(), publisher)?;
     st.intake
         .publish(events)
@@ -227,11 +226,11 @@ async fn accept(
     responses((status = 202, description = "`{\"ids\": [...], \"deliveries\": n}` once durable")))]
 async fn publish_api(
     publisher: Publisher,
+    TenantHeader(header_tenant): TenantHeader,
     JsonValue(body): JsonValue,
-    req: HttpRequest,
     st: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
-    let a = accept(&req, &st, &publisher, body).await?;
+    let a = accept(&st, &publisher, header_tenant, body).await?;
     Ok(HttpResponse::Accepted().json(json!({ "ids": a.ids, "deliveries": a.delivery_ids.len() })))
 }
 
@@ -247,11 +246,11 @@ fn publish_alias() {}
     responses((status = 200, description = "`{\"ids\": [...], \"status\": 200}` once durable")))]
 async fn publish_inngest(
     publisher: Publisher,
+    TenantHeader(header_tenant): TenantHeader,
     JsonValue(body): JsonValue,
-    req: HttpRequest,
     st: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
-    let a = accept(&req, &st, &publisher, body).await?;
+    let a = accept(&st, &publisher, header_tenant, body).await?;
     Ok(HttpResponse::Ok().json(json!({ "ids": a.ids, "status": 200 })))
 }
 

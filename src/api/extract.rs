@@ -109,6 +109,23 @@ async fn publisher(req: &HttpRequest, path_key: Option<&str>) -> ApiResult<Publi
     Ok(publisher)
 }
 
+/// The `X-Tenant-ID` header, validated (400 when malformed, after the credentials).
+pub struct TenantHeader(pub Option<String>);
+
+impl FromRequest for TenantHeader {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, ApiResult<Self>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        async move {
+            after_credentials(&req).await;
+            auth::tenant_header(&req).map(TenantHeader)
+        }
+        .boxed_local()
+    }
+}
+
 /// A JSON object body deserialized into `T`: 415 not JSON, 413 over `max_body_bytes`, 400
 /// malformed, 422 naming the field of a wrong type.
 pub struct Json<T>(pub T);
