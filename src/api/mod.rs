@@ -1,4 +1,6 @@
-//! The REST API (actix-web): one module per resource, each with a `configure`.
+//! The REST API (actix-web): one module per resource, each listing its `operations()`: handlers
+//! whose arguments are extractors ([`extract`]) and whose `#[utoipa::path]` gives both the route
+//! and its OpenAPI description ([`openapi`]).
 
 pub mod auth;
 pub mod body;
