@@ -1,6 +1,4 @@
-//! Reading requests defensively: JSON bodies (415/413/400/422) and query parameters (400).
-
-use std::collections::HashMap;
+//! Reading requests defensively: JSON bodies (415/413/400/422) and path ids (400).
 
 use actix_web::{web, HttpRequest};
 use futures::StreamExt;
@@ -12,7 +10,7 @@ use super::error::{ApiError, ApiResult};
 /// Reads a JSON body: `Content-Type` must be JSON, the size within `limit`, the bytes valid JSON.
 pub async fn read_json(
     req: &HttpRequest,
-    mut payload: web::Payload,
+    mut payload: actix_web::dev::Payload,
     limit: usize,
 ) -> ApiResult<Value> {
     let ct = req
@@ -140,66 +138,6 @@ fn clean_serde_message(m: &str) -> String {
     match m.find(" at line ") {
         Some(i) => m[..i].to_string(),
         None => m.to_string(),
-    }
-}
-
-/// Query parameters, each allowed name at most once.
-pub struct Query {
-    values: HashMap<String, String>,
-}
-
-impl Query {
-    /// Parses the query string, refusing names outside `allowed`.
-    pub fn parse(req: &HttpRequest, allowed: &[&str]) -> ApiResult<Self> {
-        let mut values = HashMap::new();
-        for (k, v) in url::form_urlencoded::parse(req.query_string().as_bytes()) {
-            if !allowed.contains(&k.as_ref()) {
-                return Err(ApiError::bad_param(
-                    &k,
-                    format!("unknown query parameter; allowed: {}", allowed.join(", ")),
-                ));
-            }
-            values.insert(k.into_owned(), v.into_owned());
-        }
-        Ok(Self { values })
-    }
-
-    /// A string parameter.
-    pub fn str(&self, name: &str) -> Option<&str> {
-        self.values.get(name).map(String::as_str)
-    }
-
-    /// An integer parameter.
-    pub fn int(&self, name: &str) -> ApiResult<Option<i64>> {
-        self.str(name)
-            .map(|v| {
-                v.parse::<i64>()
-                    .map_err(|_| ApiError::bad_param(name, format!("`{v}` is not an integer")))
-            })
-            .transpose()
-    }
-
-    /// A boolean parameter (`true` or `false`).
-    pub fn bool(&self, name: &str) -> ApiResult<Option<bool>> {
-        self.str(name)
-            .map(|v| match v {
-                "true" => Ok(true),
-                "false" => Ok(false),
-                _ => Err(ApiError::bad_param(
-                    name,
-                    format!("`{v}` is not true or false"),
-                )),
-            })
-            .transpose()
-    }
-
-    /// `limit`: 1–1000, default 100.
-    pub fn limit(&self) -> ApiResult<i64> {
-        match self.int("limit")? {
-            None => Ok(100),
-            Some(n) if (1..=1000).contains(&n) => Ok(n),
-            Some(_) => Err(ApiError::bad_param("limit", "must be between 1 and 1000")),
-        }
     }
 }
 

@@ -2,16 +2,18 @@
 
 use std::sync::Arc;
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use chrono::Utc;
 use serde::Deserialize;
 use serde_json::json;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::auth::{self, Admin};
-use super::body::{from_value, read_json, whole, Query};
+use super::auth::Admin;
+use super::body::whole;
 use super::error::{ApiError, ApiResult};
+use super::extract::{limit, Json, Query};
+use super::openapi::{op, Op, RecordRequest};
 use super::views::{AttemptView, DeliveryView};
 use super::AppState;
 use crate::actors::messages::{Dispatch, Job, Outcome, Record};
@@ -20,21 +22,46 @@ use crate::db::store::deliveries::{self as store, DeliveryFilter};
 use crate::db::store::{events, webhooks};
 use crate::domain::{truncate_body, DeliveryStatus};
 
-/// Routes of this resource (registered before `/api/webhooks/{id}`).
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/api/webhooks/deliveries")
-            .route(web::get().to(list))
-            .route(web::post().to(record)),
-    )
-    .service(web::resource("/api/webhooks/deliveries/{delivery_id}").route(web::get().to(get)))
-    .service(
-        web::resource("/api/webhooks/deliveries/{delivery_id}/retry").route(web::post().to(retry)),
-    );
+/// Operations of this resource (registered before `/api/webhooks/{id}`).
+pub fn operations() -> Vec<Op> {
+    vec![
+        op(__path_list, list),
+        op(__path_record, record),
+        op(__path_get, get),
+        op(__path_retry, retry),
+    ]
 }
 
-/// Body of `POST /api/webhooks/deliveries`: a result recorded from outside the dispatcher, with
-/// the columns such callers already send (README, API table).
+/// Query of `GET /api/webhooks/deliveries`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Only this webhook's deliveries.
+    pub webhook_id: Option<i64>,
+    /// Only this event's deliveries.
+    pub event_id: Option<String>,
+    /// Only deliveries in this state.
+    #[param(pattern = r"^(pending|retrying|success|failed|cancelled)$")]
+    pub status: Option<String>,
+    /// Only this event type.
+    pub event_type: Option<String>,
+    /// Page size (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<i64>,
+    /// The previous page's `next_before`.
+    pub before: Option<String>,
+    /// Only this tenant (the global admin; a tenant key sees its own).
+    #[param(pattern = r"^[A-Za-z0-9_.:-]{1,128}$")]
+    pub tenant_id: Option<String>,
+}
+
+/// The `{delivery_id}` of a delivery path.
+#[derive(IntoParams)]
+#[into_params(names("delivery_id"), parameter_in = Path)]
+#[allow(dead_code)] // describes the path for the document
+struct DeliveryId(String);
+
+/// Body of `POST /api/webhooks/deliveries` (the seed's columns).
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct RecordInput {
     #[schema(minimum = 1)]
@@ -61,22 +88,17 @@ fn required<T>(v: Option<T>, field: &str) -> ApiResult<T> {
     v.ok_or_else(|| ApiError::validation(field, "is required"))
 }
 
-async fn list(req: HttpRequest, st: web::Data<AppState>) -> ApiResult<HttpResponse> {
-    let admin = auth::admin(&req, &st).await?;
-    let q = Query::parse(
-        &req,
-        &[
-            "webhook_id",
-            "event_id",
-            "status",
-            "event_type",
-            "limit",
-            "before",
-            "tenant_id",
-        ],
-    )?;
+/// List deliveries, newest first.
+#[utoipa::path(get, path = "/api/webhooks/deliveries", params(ListQuery),
+    responses((status = 200, description = "`{\"deliveries\": [...], \"next_before\": cursor | null}`")))]
+async fn list(
+    admin: Admin,
+    Query(q): Query<ListQuery>,
+    st: web::Data<AppState>,
+) -> ApiResult<HttpResponse> {
     let status = q
-        .str("status")
+        .status
+        .as_deref()
         .map(str::parse::<DeliveryStatus>)
         .transpose()
         .map_err(|_| {
@@ -85,22 +107,22 @@ async fn list(req: HttpRequest, st: web::Data<AppState>) -> ApiResult<HttpRespon
                 format!("must be one of {}", DeliveryStatus::choices()),
             )
         })?;
-    let tenant = match q.str("tenant_id") {
+    let tenant = match q.tenant_id {
         Some(t) => {
-            super::validate::tenant_id(t).map_err(|m| ApiError::bad_param("tenant_id", m))?;
-            admin.check_tenant(t)?;
-            Some(t.to_string())
+            super::validate::tenant_id(&t).map_err(|m| ApiError::bad_param("tenant_id", m))?;
+            admin.check_tenant(&t)?;
+            Some(t)
         }
         None => admin.tenant.clone(),
     };
-    let limit = q.limit()?;
+    let limit = limit(q.limit)?;
     let filter = DeliveryFilter {
         tenant_id: tenant,
-        webhook_id: q.int("webhook_id")?,
-        event_id: q.str("event_id").map(str::to_string),
+        webhook_id: q.webhook_id,
+        event_id: q.event_id,
         status,
-        event_type: q.str("event_type").map(str::to_string),
-        before: q.str("before").map(str::to_string),
+        event_type: q.event_type,
+        before: q.before,
         limit,
     };
     let mut conn = st.db.read().await?;
@@ -121,12 +143,14 @@ async fn load(st: &AppState, admin: &Admin, id: &str) -> ApiResult<DeliveryRow> 
     Ok(row)
 }
 
+/// One delivery with its attempts.
+#[utoipa::path(get, path = "/api/webhooks/deliveries/{delivery_id}", params(DeliveryId),
+    responses((status = 200, description = "The delivery", body = DeliveryView)))]
 async fn get(
-    req: HttpRequest,
-    st: web::Data<AppState>,
+    admin: Admin,
     id: web::Path<String>,
+    st: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
-    let admin = auth::admin(&req, &st).await?;
     let row = load(&st, &admin, &id).await?;
     let mut conn = st.db.read().await?;
     let attempts = store::list_attempts(&mut conn, &row.delivery_id).await?;
@@ -135,16 +159,14 @@ async fn get(
     Ok(HttpResponse::Ok().json(view))
 }
 
+/// Record a delivery result from outside (seed compatibility).
+#[utoipa::path(post, path = "/api/webhooks/deliveries", request_body = RecordRequest,
+    responses((status = 201, description = "The record", body = DeliveryView)))]
 async fn record(
-    req: HttpRequest,
+    admin: Admin,
+    Json(input): Json<RecordInput>,
     st: web::Data<AppState>,
-    payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
-    let admin = auth::admin(&req, &st).await?;
-    let input: RecordInput = from_value(
-        read_json(&req, payload, st.config.max_body_bytes).await?,
-        "",
-    )?;
     let webhook_id = required(input.webhook_id, "webhook_id")?;
     let event_id = required(input.event_id, "event_id")?;
     let event_type = required(input.event_type, "event_type")?;
@@ -198,12 +220,15 @@ async fn record(
     Ok(HttpResponse::Created().json(DeliveryView::from(stored)))
 }
 
+/// Send a finished delivery again (same delivery_id).
+#[utoipa::path(post, path = "/api/webhooks/deliveries/{delivery_id}/retry", params(DeliveryId),
+    responses((status = 202, description = "`{\"delivery_id\": \"...\", \"status\": \"pending\"}`"),
+        (status = 409, description = "not finished yet, or its webhook was deleted")))]
 async fn retry(
-    req: HttpRequest,
-    st: web::Data<AppState>,
+    admin: Admin,
     id: web::Path<String>,
+    st: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
-    let admin = auth::admin(&req, &st).await?;
     let row = load(&st, &admin, &id).await?;
     if st
         .actors

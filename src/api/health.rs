@@ -1,39 +1,38 @@
 //! Liveness, readiness, Prometheus metrics and per-webhook actor health (README, API).
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use serde_json::json;
 
-use super::auth;
+use super::auth::Admin;
 use super::body::path_id;
 use super::error::{ApiError, ApiResult};
+use super::openapi::{op, Op};
 use super::AppState;
 use crate::actors::status::HealthView;
 use crate::db::store::deliveries;
 use crate::domain::Webhook;
 
-/// Routes of this resource.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    // Resources (not bare routes) so that another method answers 405 in the error shape; HEAD is
-    // answered like GET for load balancers that probe with it.
-    cfg.service(
-        web::resource("/healthz")
-            .route(web::get().to(healthz))
-            .route(web::head().to(healthz)),
-    )
-    .service(
-        web::resource("/readyz")
-            .route(web::get().to(readyz))
-            .route(web::head().to(readyz)),
-    )
-    .service(web::resource("/metrics").route(web::get().to(metrics)))
-    .service(web::resource("/api/health/webhooks").route(web::get().to(all_webhooks)))
-    .service(web::resource("/api/webhooks/{id}/health").route(web::get().to(one_webhook)));
+/// Operations of this resource. HEAD is answered like GET for load balancers that probe with it.
+pub fn operations() -> Vec<Op> {
+    vec![
+        op(__path_healthz, healthz),
+        op(__path_readyz, readyz),
+        op(__path_metrics, metrics),
+        op(__path_all_webhooks, all_webhooks),
+        op(__path_one_webhook, one_webhook),
+    ]
 }
 
+/// Liveness: 200 while the process runs.
+#[utoipa::path(method(get, head), path = "/healthz", responses((status = 200, description = "`{\"status\": \"ok\"}`")))]
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
+/// Readiness: the database answers and the actors are up.
+#[utoipa::path(method(get, head), path = "/readyz", responses(
+    (status = 200, description = "Ready"),
+    (status = 503, description = "database or actors not ready, or draining")))]
 async fn readyz(st: web::Data<AppState>) -> HttpResponse {
     let draining = st.draining.load(std::sync::atomic::Ordering::Relaxed);
     let database = st.db.ping().await;
@@ -47,8 +46,9 @@ async fn readyz(st: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-async fn metrics(req: HttpRequest, st: web::Data<AppState>) -> ApiResult<HttpResponse> {
-    auth::admin(&req, &st).await?;
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text", content_type = "text/plain")))]
+async fn metrics(_: Admin, st: web::Data<AppState>) -> ApiResult<HttpResponse> {
     // Queue depth comes from the database, so it counts the backlog no actor holds in memory.
     if let Ok(mut conn) = st.db.read().await {
         if let Ok(n) = deliveries::count_open(&mut conn).await {
@@ -87,12 +87,14 @@ async fn views(
         .collect())
 }
 
+/// The webhook's actor health.
+#[utoipa::path(get, path = "/api/webhooks/{id}/health", params(("id" = i64, Path, minimum = 1)),
+    responses((status = 200, description = "Its health", body = HealthView)))]
 async fn one_webhook(
-    req: HttpRequest,
-    st: web::Data<AppState>,
+    admin: Admin,
     id: web::Path<String>,
+    st: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
-    let admin = auth::admin(&req, &st).await?;
     let id = path_id(&id, "id")?;
     let w = st
         .actors
@@ -109,8 +111,9 @@ async fn one_webhook(
     Ok(HttpResponse::Ok().json(one))
 }
 
-async fn all_webhooks(req: HttpRequest, st: web::Data<AppState>) -> ApiResult<HttpResponse> {
-    let admin = auth::admin(&req, &st).await?;
+/// Health of the caller's webhooks.
+#[utoipa::path(get, path = "/api/health/webhooks", responses((status = 200, description = "`{\"webhooks\": [...]}`")))]
+async fn all_webhooks(admin: Admin, st: web::Data<AppState>) -> ApiResult<HttpResponse> {
     let list = st
         .actors
         .registry

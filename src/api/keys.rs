@@ -1,6 +1,6 @@
 //! `/api/keys`: tenant API keys, managed by the global admin only.
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::Utc;
@@ -9,22 +9,22 @@ use serde_json::json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::auth::{self, hash_key};
-use super::body::{from_value, read_json};
+use super::auth::hash_key;
 use super::error::{ApiError, ApiResult};
+use super::extract::{GlobalAdmin, Json};
+use super::openapi::{op, KeyRequest, Op};
 use super::{validate, AppState};
 use crate::db::models::ApiKeyRow;
 use crate::db::store::keys as store;
 use crate::domain::utc;
 
-/// Routes of this resource.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/api/keys")
-            .route(web::get().to(list))
-            .route(web::post().to(create)),
-    )
-    .service(web::resource("/api/keys/{key_id}").route(web::delete().to(revoke)));
+/// Operations of this resource.
+pub fn operations() -> Vec<Op> {
+    vec![
+        op(__path_create, create),
+        op(__path_list, list),
+        op(__path_revoke, revoke),
+    ]
 }
 
 /// Body of `POST /api/keys`.
@@ -76,16 +76,14 @@ fn new_key() -> String {
     format!("bk_{}", URL_SAFE_NO_PAD.encode(raw))
 }
 
+/// Create a tenant API key (global admin only); the key is shown this once.
+#[utoipa::path(post, path = "/api/keys", request_body = KeyRequest,
+    responses((status = 201, description = "The key", body = KeyView)))]
 async fn create(
-    req: HttpRequest,
+    _: GlobalAdmin,
+    Json(input): Json<KeyInput>,
     st: web::Data<AppState>,
-    payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
-    auth::admin(&req, &st).await?.require_global()?;
-    let input: KeyInput = from_value(
-        read_json(&req, payload, st.config.max_body_bytes).await?,
-        "",
-    )?;
     let tenant = input
         .tenant_id
         .ok_or_else(|| ApiError::validation("tenant_id", "is required"))?;
@@ -115,8 +113,10 @@ async fn create(
     Ok(HttpResponse::Created().json(view))
 }
 
-async fn list(req: HttpRequest, st: web::Data<AppState>) -> ApiResult<HttpResponse> {
-    auth::admin(&req, &st).await?.require_global()?;
+/// List tenant API keys, without their values (global admin only).
+#[utoipa::path(get, path = "/api/keys",
+    responses((status = 200, description = "`{\"keys\": [...]}`")))]
+async fn list(_: GlobalAdmin, st: web::Data<AppState>) -> ApiResult<HttpResponse> {
     let mut conn = st.db.read().await?;
     let keys: Vec<KeyView> = store::list_keys(&mut conn)
         .await?
@@ -126,12 +126,14 @@ async fn list(req: HttpRequest, st: web::Data<AppState>) -> ApiResult<HttpRespon
     Ok(HttpResponse::Ok().json(json!({ "keys": keys })))
 }
 
+/// Revoke a tenant API key (global admin only); it stops working at once.
+#[utoipa::path(delete, path = "/api/keys/{key_id}", params(("key_id" = String, Path)),
+    responses((status = 204, description = "Revoked")))]
 async fn revoke(
-    req: HttpRequest,
-    st: web::Data<AppState>,
+    _: GlobalAdmin,
     key_id: web::Path<String>,
+    st: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
-    auth::admin(&req, &st).await?.require_global()?;
     let mut conn = st.db.write().await?;
     if !store::revoke_key(&mut conn, &key_id, Utc::now().naive_utc()).await? {
         return Err(ApiError::not_found(format!("key {key_id} not found")));

@@ -1,10 +1,13 @@
-//! The REST API (actix-web): one module per resource, each with a `configure`.
+//! The REST API (actix-web): one module per resource, each listing its `operations()`: handlers
+//! whose arguments are extractors ([`extract`]) and whose `#[utoipa::path]` gives both the route
+//! and its OpenAPI description ([`openapi`]).
 
 pub mod auth;
 pub mod body;
 pub mod deliveries;
 pub mod error;
 pub mod events;
+pub mod extract;
 pub mod health;
 pub mod keys;
 pub mod openapi;
@@ -44,14 +47,30 @@ pub struct AppState {
     pub draining: Arc<AtomicBool>,
 }
 
-/// Every route; deliveries come before `/api/webhooks/{id}` so that `deliveries` is not taken for an id.
+/// Every operation, in registration order: deliveries come before `/api/webhooks/{id}` so that
+/// `deliveries` is not taken for an id.
+pub fn operations() -> Vec<openapi::Op> {
+    [
+        deliveries::operations(),
+        webhooks::operations(),
+        events::operations(),
+        keys::operations(),
+        health::operations(),
+        openapi::operations(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    deliveries::configure(cfg);
-    webhooks::configure(cfg);
-    events::configure(cfg);
-    keys::configure(cfg);
-    health::configure(cfg);
-    openapi::configure(cfg);
+    openapi::register(cfg, operations());
+}
+
+/// Every (method, path) [`configure`] registers.
+pub fn route_table() -> Vec<(actix_web::http::Method, String)> {
+    openapi::route_table(&operations())
 }
 
 /// Unknown routes answer in the error shape too.

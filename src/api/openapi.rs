@@ -1,24 +1,88 @@
-//! `GET /api/openapi.json`: the OpenAPI 3 description, built from the route table below and the
-//! request/response types' `ToSchema` derives.
+//! Routes and `GET /api/openapi.json`, both from the handlers: each handler's `#[utoipa::path]`
+//! names its method(s) and path, [`op`] registers it under exactly those, and [`spec`] collects
+//! the same operations into the OpenAPI 3 document, so a route cannot exist undocumented.
 
-use actix_web::{web, HttpRequest, HttpResponse};
-use utoipa::openapi::path::{
-    HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItem,
-};
-use utoipa::openapi::request_body::RequestBodyBuilder;
+use actix_web::http::Method;
+use actix_web::{web, FromRequest, Handler, HttpResponse, Responder};
+use utoipa::openapi::path::{HttpMethod, Operation, ParameterBuilder, ParameterIn, PathItem};
 use utoipa::openapi::schema::{
-    AllOfBuilder, ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, SchemaFormat, Type,
+    AllOfBuilder, ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, Type,
 };
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{
-    ContentBuilder, KnownFormat, OpenApi as Spec, Ref, RefOr, Required, ResponseBuilder,
-    ResponsesBuilder,
-};
-use utoipa::OpenApi;
+use utoipa::openapi::{OpenApi as Spec, Ref, RefOr, Required, ResponseBuilder};
+use utoipa::{OpenApi, PartialSchema, ToSchema};
 
-use super::auth;
+use super::auth::Admin;
 use super::error::ApiResult;
-use super::AppState;
+
+/// One operation: the route of its handler and its description, from the handler's
+/// `#[utoipa::path]`.
+pub struct Op {
+    methods: Vec<HttpMethod>,
+    path: String,
+    operation: Operation,
+    route: Box<dyn Fn() -> actix_web::Route>,
+}
+
+/// The operation of `handler`, described by `doc` (the `__path_<handler>` type that
+/// `#[utoipa::path]` generates beside it).
+pub fn op<P, F, Args>(_doc: P, handler: F) -> Op
+where
+    P: utoipa::Path,
+    F: Handler<Args>,
+    Args: FromRequest + 'static,
+    F::Output: Responder + 'static,
+{
+    Op {
+        methods: P::methods(),
+        path: P::path(),
+        operation: P::operation(),
+        route: Box::new(move || web::route().to(handler.clone())),
+    }
+}
+
+fn method(m: &HttpMethod) -> Method {
+    match m {
+        HttpMethod::Get => Method::GET,
+        HttpMethod::Post => Method::POST,
+        HttpMethod::Put => Method::PUT,
+        HttpMethod::Delete => Method::DELETE,
+        HttpMethod::Options => Method::OPTIONS,
+        HttpMethod::Head => Method::HEAD,
+        HttpMethod::Patch => Method::PATCH,
+        HttpMethod::Trace => Method::TRACE,
+    }
+}
+
+/// Registers `ops` in their order, one resource per path (so that a known path called with
+/// another method is a 405, not a 404). actix tries resources in registration order.
+pub fn register(cfg: &mut web::ServiceConfig, ops: Vec<Op>) {
+    let mut resources: Vec<(String, actix_web::Resource)> = Vec::new();
+    for op in ops {
+        let at = match resources.iter().position(|(p, _)| *p == op.path) {
+            Some(i) => i,
+            None => {
+                resources.push((op.path.clone(), web::resource(op.path.as_str())));
+                resources.len() - 1
+            }
+        };
+        let (path, mut resource) = resources.remove(at);
+        for m in &op.methods {
+            resource = resource.route((op.route)().method(method(m)));
+        }
+        resources.insert(at, (path, resource));
+    }
+    for (_, resource) in resources {
+        cfg.service(resource);
+    }
+}
+
+/// Every (method, path) that [`register`] gives actix for `ops`.
+pub fn route_table(ops: &[Op]) -> Vec<(Method, String)> {
+    ops.iter()
+        .flat_map(|op| op.methods.iter().map(|m| (method(m), op.path.clone())))
+        .collect()
+}
 
 #[derive(OpenApi)]
 #[openapi(
@@ -49,369 +113,21 @@ use super::AppState;
         super::deliveries::RecordInput,
         super::keys::KeyInput,
         super::keys::KeyView,
+        WebhookCreate,
+        WebhookUpdate,
+        MatchRequest,
+        RecordRequest,
+        KeyRequest,
+        EventRequest,
+        EventBatch,
     ))
 )]
 struct Base;
 
-/// One route: method, path, summary, request schema, success status, response schema.
-type Route = (
-    HttpMethod,
-    &'static str,
-    &'static str,
-    Option<&'static str>,
-    &'static str,
-    Option<&'static str>,
-);
-
-const ROUTES: &[Route] = &[
-    (
-        HttpMethod::Get,
-        "/api/webhooks",
-        "List webhooks (filters event_type, enabled; paging limit, after)",
-        None,
-        "200",
-        None,
-    ),
-    (
-        HttpMethod::Post,
-        "/api/webhooks",
-        "Create a webhook",
-        Some("WebhookCreate"),
-        "201",
-        Some("WebhookView"),
-    ),
-    (
-        HttpMethod::Put,
-        "/api/webhooks",
-        "Update a webhook named by webhook_id in the body",
-        Some("WebhookUpdate"),
-        "200",
-        Some("WebhookView"),
-    ),
-    (
-        HttpMethod::Delete,
-        "/api/webhooks",
-        "Delete a webhook (?id=N)",
-        None,
-        "204",
-        None,
-    ),
-    (
-        HttpMethod::Post,
-        "/api/webhooks/match",
-        "Enabled webhooks an event would go to",
-        Some("MatchRequest"),
-        "200",
-        None,
-    ),
-    (
-        HttpMethod::Get,
-        "/api/webhooks/{id}",
-        "One webhook",
-        None,
-        "200",
-        Some("WebhookView"),
-    ),
-    (
-        HttpMethod::Put,
-        "/api/webhooks/{id}",
-        "Update a webhook",
-        Some("WebhookInput"),
-        "200",
-        Some("WebhookView"),
-    ),
-    (
-        HttpMethod::Patch,
-        "/api/webhooks/{id}",
-        "Update a webhook (partial)",
-        Some("WebhookInput"),
-        "200",
-        Some("WebhookView"),
-    ),
-    (
-        HttpMethod::Delete,
-        "/api/webhooks/{id}",
-        "Delete a webhook",
-        None,
-        "204",
-        None,
-    ),
-    (
-        HttpMethod::Post,
-        "/api/webhooks/{id}/rotate-secret",
-        "Rotate the signing secret with a grace",
-        Some("RotateInput"),
-        "200",
-        Some("WebhookView"),
-    ),
-    (
-        HttpMethod::Get,
-        "/api/webhooks/{id}/secret",
-        "The full signing secret",
-        None,
-        "200",
-        None,
-    ),
-    (
-        HttpMethod::Post,
-        "/api/webhooks/{id}/test",
-        "Send a webhook/test event to this webhook",
-        None,
-        "202",
-        None,
-    ),
-    (
-        HttpMethod::Get,
-        "/api/webhooks/{id}/health",
-        "The webhook's actor health",
-        None,
-        "200",
-        Some("HealthView"),
-    ),
-    (
-        HttpMethod::Get,
-        "/api/health/webhooks",
-        "Health of the caller's webhooks",
-        None,
-        "200",
-        None,
-    ),
-    (
-        HttpMethod::Post,
-        "/api/events",
-        "Publish one event or a batch",
-        Some("EventBatch"),
-        "202",
-        None,
-    ),
-    (
-        HttpMethod::Post,
-        "/api/inngest",
-        "Publish (alias of /api/events)",
-        Some("EventBatch"),
-        "202",
-        None,
-    ),
-    (
-        HttpMethod::Post,
-        "/e/{key}",
-        "Publish, Inngest event API form",
-        Some("EventBatch"),
-        "200",
-        None,
-    ),
-    (
-        HttpMethod::Get,
-        "/api/webhooks/deliveries",
-        "List deliveries, newest first",
-        None,
-        "200",
-        None,
-    ),
-    (
-        HttpMethod::Post,
-        "/api/webhooks/deliveries",
-        "Record a delivery result from outside",
-        Some("RecordRequest"),
-        "201",
-        Some("DeliveryView"),
-    ),
-    (
-        HttpMethod::Get,
-        "/api/webhooks/deliveries/{delivery_id}",
-        "One delivery with its attempts",
-        None,
-        "200",
-        Some("DeliveryView"),
-    ),
-    (
-        HttpMethod::Post,
-        "/api/webhooks/deliveries/{delivery_id}/retry",
-        "Send a finished delivery again",
-        None,
-        "202",
-        None,
-    ),
-    (
-        HttpMethod::Post,
-        "/api/keys",
-        "Create a tenant API key (global admin)",
-        Some("KeyRequest"),
-        "201",
-        Some("KeyView"),
-    ),
-    (
-        HttpMethod::Get,
-        "/api/keys",
-        "List tenant API keys (global admin)",
-        None,
-        "200",
-        None,
-    ),
-    (
-        HttpMethod::Delete,
-        "/api/keys/{key_id}",
-        "Revoke a tenant API key (global admin)",
-        None,
-        "204",
-        None,
-    ),
-    (HttpMethod::Get, "/healthz", "Liveness", None, "200", None),
-    (
-        HttpMethod::Get,
-        "/readyz",
-        "Readiness (database and actors)",
-        None,
-        "200",
-        None,
-    ),
-    (
-        HttpMethod::Get,
-        "/metrics",
-        "Prometheus metrics",
-        None,
-        "200",
-        None,
-    ),
-    (
-        HttpMethod::Get,
-        "/api/openapi.json",
-        "This document",
-        None,
-        "200",
-        None,
-    ),
-];
-
-/// Query parameters: method, path, name, schema kind, required.
-type QueryParam = (HttpMethod, &'static str, &'static str, Kind, bool);
-
-/// What a parameter holds.
-#[derive(Clone, Copy)]
-enum Kind {
-    /// A positive id.
-    Id,
-    /// Any integer.
-    Int,
-    /// `limit`: 1–1000.
-    Limit,
-    Bool,
-    Str,
-    /// A tenant id.
-    Tenant,
-    /// A delivery status.
-    Status,
-}
-
-const QUERY: &[QueryParam] = &[
-    (
-        HttpMethod::Get,
-        "/api/webhooks",
-        "event_type",
-        Kind::Str,
-        false,
-    ),
-    (
-        HttpMethod::Get,
-        "/api/webhooks",
-        "enabled",
-        Kind::Bool,
-        false,
-    ),
-    (
-        HttpMethod::Get,
-        "/api/webhooks",
-        "limit",
-        Kind::Limit,
-        false,
-    ),
-    (HttpMethod::Get, "/api/webhooks", "after", Kind::Int, false),
-    (
-        HttpMethod::Get,
-        "/api/webhooks",
-        "tenant_id",
-        Kind::Tenant,
-        false,
-    ),
-    (HttpMethod::Delete, "/api/webhooks", "id", Kind::Int, true),
-    (
-        HttpMethod::Get,
-        "/api/webhooks/deliveries",
-        "webhook_id",
-        Kind::Int,
-        false,
-    ),
-    (
-        HttpMethod::Get,
-        "/api/webhooks/deliveries",
-        "event_id",
-        Kind::Str,
-        false,
-    ),
-    (
-        HttpMethod::Get,
-        "/api/webhooks/deliveries",
-        "status",
-        Kind::Status,
-        false,
-    ),
-    (
-        HttpMethod::Get,
-        "/api/webhooks/deliveries",
-        "event_type",
-        Kind::Str,
-        false,
-    ),
-    (
-        HttpMethod::Get,
-        "/api/webhooks/deliveries",
-        "limit",
-        Kind::Limit,
-        false,
-    ),
-    (
-        HttpMethod::Get,
-        "/api/webhooks/deliveries",
-        "before",
-        Kind::Str,
-        false,
-    ),
-    (
-        HttpMethod::Get,
-        "/api/webhooks/deliveries",
-        "tenant_id",
-        Kind::Tenant,
-        false,
-    ),
-];
-
 const TENANT_PATTERN: &str = "^[A-Za-z0-9_.:-]{1,128}$";
 
-fn kind_schema(kind: Kind) -> ObjectBuilder {
-    let int = || {
-        ObjectBuilder::new()
-            .schema_type(Type::Integer)
-            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
-    };
-    match kind {
-        Kind::Id => int().minimum(Some(1)),
-        Kind::Int => int(),
-        Kind::Limit => int().minimum(Some(1)).maximum(Some(1000)),
-        Kind::Bool => ObjectBuilder::new().schema_type(Type::Boolean),
-        Kind::Str => ObjectBuilder::new().schema_type(Type::String),
-        Kind::Tenant => ObjectBuilder::new()
-            .schema_type(Type::String)
-            .pattern(Some(TENANT_PATTERN)),
-        Kind::Status => ObjectBuilder::new()
-            .schema_type(Type::String)
-            .enum_values(Some(
-                crate::domain::DeliveryStatus::ALL.map(crate::domain::DeliveryStatus::as_str),
-            )),
-    }
-}
-
-/// `base` with `fields` required and not null: the request bodies whose shared input type
-/// leaves every field optional (required ones are checked by hand).
+/// `base` with `fields` required and not null: request bodies whose input type leaves every
+/// field optional (so that `null` and absence are one case, checked by hand).
 fn requiring(base: &str, fields: &[(&str, Type)]) -> RefOr<Schema> {
     let mut extra = ObjectBuilder::new();
     for (name, ty) in fields {
@@ -427,10 +143,63 @@ fn requiring(base: &str, fields: &[(&str, Type)]) -> RefOr<Schema> {
     ))
 }
 
-/// The request bodies named in [`ROUTES`] beyond the `ToSchema` types.
-fn request_schemas() -> Vec<(&'static str, RefOr<Schema>)> {
-    let text = Type::String;
-    let event = Schema::AllOf(
+/// Request bodies described by composing the input types; their names are what the handlers'
+/// `request_body` refers to.
+macro_rules! composed_schema {
+    ($(#[$doc:meta])* $name:ident => $schema:expr) => {
+        $(#[$doc])*
+        pub struct $name;
+        impl PartialSchema for $name {
+            fn schema() -> RefOr<Schema> {
+                $schema
+            }
+        }
+        impl ToSchema for $name {}
+    };
+}
+
+composed_schema!(
+    /// Body of create: `WebhookInput` with its required fields.
+    WebhookCreate => requiring(
+        "WebhookInput",
+        &[
+            ("webhook_name", Type::String),
+            ("tenant_id", Type::String),
+            ("event_type", Type::String),
+            ("url", Type::String),
+        ],
+    )
+);
+composed_schema!(
+    /// Body of `PUT /api/webhooks`: `WebhookInput` naming the webhook.
+    WebhookUpdate => requiring("WebhookInput", &[("webhook_id", Type::Integer)])
+);
+composed_schema!(
+    /// Body of match.
+    MatchRequest => requiring(
+        "MatchInput",
+        &[("event_type", Type::String), ("tenant_id", Type::String)],
+    )
+);
+composed_schema!(
+    /// Body of `POST /api/webhooks/deliveries`.
+    RecordRequest => requiring(
+        "RecordInput",
+        &[
+            ("webhook_id", Type::Integer),
+            ("event_id", Type::String),
+            ("event_type", Type::String),
+            ("status", Type::String),
+        ],
+    )
+);
+composed_schema!(
+    /// Body of `POST /api/keys`.
+    KeyRequest => requiring("KeyInput", &[("tenant_id", Type::String), ("role", Type::String)])
+);
+composed_schema!(
+    /// One event with its name and tenant.
+    EventRequest => RefOr::T(Schema::AllOf(
         AllOfBuilder::new()
             .item(Ref::from_schema_name("EventInput"))
             .item(
@@ -452,203 +221,91 @@ fn request_schemas() -> Vec<(&'static str, RefOr<Schema>)> {
                     .required("data"),
             )
             .build(),
-    );
-    let batch = OneOfBuilder::new()
-        .item(Ref::from_schema_name("EventRequest"))
-        .item(
-            ArrayBuilder::new()
-                .items(Ref::from_schema_name("EventRequest"))
-                .min_items(Some(1))
-                .max_items(Some(super::events::MAX_BATCH)),
-        )
-        .description(Some("One event, or a batch of up to 1000 (all or nothing)"))
-        .build();
-    vec![
-        (
-            "WebhookCreate",
-            requiring(
-                "WebhookInput",
-                &[
-                    ("webhook_name", text.clone()),
-                    ("tenant_id", text.clone()),
-                    ("event_type", text.clone()),
-                    ("url", text.clone()),
-                ],
-            ),
-        ),
-        (
-            "WebhookUpdate",
-            requiring("WebhookInput", &[("webhook_id", Type::Integer)]),
-        ),
-        (
-            "MatchRequest",
-            requiring(
-                "MatchInput",
-                &[("event_type", text.clone()), ("tenant_id", text.clone())],
-            ),
-        ),
-        (
-            "RecordRequest",
-            requiring(
-                "RecordInput",
-                &[
-                    ("webhook_id", Type::Integer),
-                    ("event_id", text.clone()),
-                    ("event_type", text.clone()),
-                    ("status", text.clone()),
-                ],
-            ),
-        ),
-        (
-            "KeyRequest",
-            requiring("KeyInput", &[("tenant_id", text.clone()), ("role", text)]),
-        ),
-        ("EventRequest", RefOr::T(event)),
-        ("EventBatch", RefOr::T(Schema::OneOf(batch))),
+    ))
+);
+composed_schema!(
+    /// Body of publishing: one event, or a batch of up to 1000 (all or nothing).
+    EventBatch => RefOr::T(Schema::OneOf(
+        OneOfBuilder::new()
+            .item(Ref::from_schema_name("EventRequest"))
+            .item(
+                ArrayBuilder::new()
+                    .items(Ref::from_schema_name("EventRequest"))
+                    .min_items(Some(1))
+                    .max_items(Some(super::events::MAX_BATCH)),
+            )
+            .description(Some("One event, or a batch of up to 1000 (all or nothing)"))
+            .build(),
+    ))
+);
+
+/// Answers every operation may give besides its own.
+const COMMON_RESPONSES: &[(&str, &str)] = &[
+    ("400", "malformed JSON or parameters"),
+    ("401", "missing or wrong credentials"),
+    ("403", "another tenant's resource"),
+    ("404", "unknown id"),
+    ("413", "body over the limit"),
+    ("415", "not JSON"),
+    ("422", "well-formed but invalid"),
+];
+
+/// Adds what every operation shares: the error answers and, on tenant-scoped paths, the
+/// `X-Tenant-ID` header.
+fn complete(path: &str, mut op: Operation) -> Operation {
+    for (status, description) in COMMON_RESPONSES {
+        op.responses
+            .responses
+            .entry(status.to_string())
+            .or_insert_with(|| {
+                ResponseBuilder::new()
+                    .description(*description)
+                    .build()
+                    .into()
+            });
+    }
+    let tenant_scoped = [
+        "/api/webhooks",
+        "/api/health",
+        "/api/events",
+        "/api/inngest",
+        "/e/",
     ]
-}
-
-fn json_content(schema: &str) -> utoipa::openapi::Content {
-    ContentBuilder::new()
-        .schema(Some(Ref::from_schema_name(schema)))
-        .build()
-}
-
-fn operation(route: &Route) -> utoipa::openapi::path::Operation {
-    let (ref method, path, summary, request, status, response) = *route;
-    let mut op = OperationBuilder::new().summary(Some(summary));
-    for segment in path.split('/').filter(|s| s.starts_with('{')) {
-        let name = segment.trim_matches(|c| c == '{' || c == '}');
-        // Webhook ids are positive integers; key and delivery ids are strings.
-        let kind = if name == "id" { Kind::Id } else { Kind::Str };
-        op = op.parameter(
-            ParameterBuilder::new()
-                .name(name)
-                .parameter_in(ParameterIn::Path)
-                .required(Required::True)
-                .schema(Some(kind_schema(kind))),
-        );
-    }
-    for (_, _, name, kind, required) in QUERY.iter().filter(|q| q.0 == *method && q.1 == path) {
-        op = op.parameter(
-            ParameterBuilder::new()
-                .name(*name)
-                .parameter_in(ParameterIn::Query)
-                .required(if *required {
-                    Required::True
-                } else {
-                    Required::False
-                })
-                .schema(Some(kind_schema(*kind))),
-        );
-    }
-    if path.starts_with("/api/webhooks")
-        || path.starts_with("/api/health")
-        || path.starts_with("/api/events")
-        || path.starts_with("/api/inngest")
-        || path.starts_with("/e/")
-    {
-        op = op.parameter(
+    .iter()
+    .any(|p| path.starts_with(p));
+    if tenant_scoped {
+        op.parameters.get_or_insert_with(Vec::new).push(
             ParameterBuilder::new()
                 .name("X-Tenant-ID")
                 .parameter_in(ParameterIn::Header)
                 .required(Required::False)
                 .description(Some("The tenant the caller acts for"))
-                .schema(Some(kind_schema(Kind::Tenant))),
-        );
-    }
-    if let Some(schema) = request {
-        // Only rotate-secret may be called without a body.
-        let required = if path.ends_with("/rotate-secret") {
-            Required::False
-        } else {
-            Required::True
-        };
-        op = op.request_body(Some(
-            RequestBodyBuilder::new()
-                .content("application/json", json_content(schema))
-                .required(Some(required))
-                .build(),
-        ));
-    }
-    let mut ok = ResponseBuilder::new().description("success");
-    if let Some(schema) = response {
-        ok = ok.content("application/json", json_content(schema));
-    }
-    let responses = ResponsesBuilder::new()
-        .response(status, ok.build())
-        .response(
-            "400",
-            ResponseBuilder::new()
-                .description("malformed JSON or parameters")
-                .build(),
-        )
-        .response(
-            "401",
-            ResponseBuilder::new()
-                .description("missing or wrong credentials")
-                .build(),
-        )
-        .response(
-            "403",
-            ResponseBuilder::new()
-                .description("another tenant's resource")
-                .build(),
-        )
-        .response(
-            "404",
-            ResponseBuilder::new().description("unknown id").build(),
-        )
-        .response(
-            "413",
-            ResponseBuilder::new()
-                .description("body over the limit")
-                .build(),
-        )
-        .response(
-            "415",
-            ResponseBuilder::new().description("not JSON").build(),
-        )
-        .response(
-            "422",
-            ResponseBuilder::new()
-                .description("well-formed but invalid")
+                .schema(Some(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .pattern(Some(TENANT_PATTERN)),
+                ))
                 .build(),
         );
-    let responses = match path {
-        "/api/webhooks/deliveries/{delivery_id}/retry" => responses.response(
-            "409",
-            ResponseBuilder::new()
-                .description("not finished yet, or its webhook was deleted")
-                .build(),
-        ),
-        "/readyz" => responses.response(
-            "503",
-            ResponseBuilder::new()
-                .description("database or actors not ready, or draining")
-                .build(),
-        ),
-        _ => responses,
-    };
-    op.responses(responses).build()
+    }
+    op
 }
 
-/// The whole document.
-pub fn spec() -> Spec {
+/// The document describing `ops`.
+pub fn spec_of(ops: &[Op]) -> Spec {
     let mut doc = Base::openapi();
-    for route in ROUTES {
-        let item = PathItem::new(route.0.clone(), operation(route));
-        match doc.paths.paths.get_mut(route.1) {
-            Some(existing) => existing.merge_operations(item),
-            None => {
-                doc.paths.paths.insert(route.1.to_string(), item);
+    for op in ops {
+        for m in &op.methods {
+            let item = PathItem::new(m.clone(), complete(&op.path, op.operation.clone()));
+            match doc.paths.paths.get_mut(&op.path) {
+                Some(existing) => existing.merge_operations(item),
+                None => {
+                    doc.paths.paths.insert(op.path.clone(), item);
+                }
             }
         }
     }
     if let Some(components) = doc.components.as_mut() {
-        for (name, schema) in request_schemas() {
-            components.schemas.insert(name.to_string(), schema);
-        }
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
@@ -657,23 +314,30 @@ pub fn spec() -> Spec {
     doc
 }
 
-/// Routes of this resource.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/api/openapi.json").route(web::get().to(document)));
+/// The whole API's document.
+pub fn spec() -> Spec {
+    spec_of(&super::operations())
 }
 
-async fn document(req: HttpRequest, st: web::Data<AppState>) -> ApiResult<HttpResponse> {
-    auth::admin(&req, &st).await?;
+/// Operations of this resource.
+pub fn operations() -> Vec<Op> {
+    vec![op(__path_document, document)]
+}
+
+/// This document.
+#[utoipa::path(get, path = "/api/openapi.json", responses((status = 200, description = "The OpenAPI 3 document")))]
+async fn document(_: Admin) -> ApiResult<HttpResponse> {
     Ok(HttpResponse::Ok().json(spec()))
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
-    fn every_route_is_described() {
+    fn operations_carry_their_handlers_descriptions() {
         let doc = serde_json::to_value(super::spec()).unwrap();
         assert!(doc["paths"]["/api/webhooks"]["post"].is_object());
         assert!(doc["paths"]["/api/webhooks/{id}"]["patch"].is_object());
         assert!(doc["components"]["schemas"]["WebhookView"].is_object());
+        assert!(doc["paths"]["/api/webhooks"]["get"]["responses"]["401"].is_object());
     }
 }

@@ -1,55 +1,110 @@
-//! `/api/webhooks`: registration CRUD, matching, secrets and test sends (README, API).
+//! `/api/webhooks`: registration CRUD, matching, secrets and test sends (contract §2.1).
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use chrono::Utc;
-use serde_json::json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use utoipa::IntoParams;
 
-use super::auth::{self, Admin};
-use super::body::{from_value, path_id, read_json, Query};
+use super::auth::Admin;
+use super::body::path_id;
 use super::error::{ApiError, ApiResult};
+use super::extract::{limit, Json, OptionalJson, Query};
+use super::openapi::{op, MatchRequest, Op, WebhookCreate, WebhookUpdate};
 use super::views::WebhookView;
 use super::webhook_input::{check, required, resolve, MatchInput, RotateInput, WebhookInput};
 use super::{validate, AppState};
 use crate::actors::messages::{Remove, Upsert};
-use crate::db::json::Json;
-use crate::db::models::{NewWebhookRow, WebhookChanges};
+use crate::db::json::Json as JsonColumn;
+use crate::db::models::{NewWebhookRow, WebhookChanges, WebhookRow};
 use crate::db::store::webhooks::{self as store, WebhookFilter};
 use crate::delivery::signing::generate_secret;
 use crate::delivery::ssrf::{check_url, TargetError};
 use crate::domain::{PreviousSecret, Webhook, MAX_PREVIOUS_SECRETS};
 
-/// Routes of this resource.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/api/webhooks")
-            .route(web::get().to(list))
-            .route(web::post().to(create))
-            .route(web::put().to(update_by_body))
-            .route(web::delete().to(delete_by_query)),
-    )
-    .service(web::resource("/api/webhooks/match").route(web::post().to(match_event)))
-    .service(
-        web::resource("/api/webhooks/{id}")
-            .route(web::get().to(get))
-            .route(web::put().to(update_by_path))
-            .route(web::patch().to(update_by_path))
-            .route(web::delete().to(delete_by_path)),
-    )
-    .service(web::resource("/api/webhooks/{id}/rotate-secret").route(web::post().to(rotate_secret)))
-    .service(web::resource("/api/webhooks/{id}/secret").route(web::get().to(get_secret)))
-    .service(web::resource("/api/webhooks/{id}/test").route(web::post().to(test_send)));
+/// Operations of this resource.
+pub fn operations() -> Vec<Op> {
+    vec![
+        op(__path_list, list),
+        op(__path_create, create),
+        op(__path_update_by_body, update_by_body),
+        op(__path_delete_by_query, delete_by_query),
+        op(__path_match_event, match_event),
+        op(__path_get, get),
+        op(__path_update_by_path, update_by_path),
+        op(__path_delete_by_path, delete_by_path),
+        op(__path_rotate_secret, rotate_secret),
+        op(__path_get_secret, get_secret),
+        op(__path_test_send, test_send),
+    ]
+}
+
+/// Query of `GET /api/webhooks`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Only webhooks of this event type.
+    pub event_type: Option<String>,
+    /// Only enabled (or only disabled) webhooks.
+    pub enabled: Option<bool>,
+    /// Page size (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<i64>,
+    /// Only ids greater than this (the previous page's `next_after`).
+    pub after: Option<i64>,
+    /// Only this tenant (the global admin; a tenant key sees its own).
+    #[param(pattern = r"^[A-Za-z0-9_.:-]{1,128}$")]
+    pub tenant_id: Option<String>,
+}
+
+/// The `{id}` of a webhook path.
+#[derive(IntoParams)]
+#[into_params(names("id"), parameter_in = Path)]
+#[allow(dead_code)] // describes the path for the document; the handlers parse it themselves
+struct WebhookId(#[param(minimum = 1)] i64);
+
+/// Query of `DELETE /api/webhooks`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeleteQuery {
+    /// The webhook to delete.
+    #[param(required = true)]
+    pub id: Option<i64>,
 }
 
 /// Checks a target URL at create/update. A host that does not resolve (yet) is accepted: DNS may
 /// be down or the record not published, and the HTTP client's resolver checks every address at
-/// connect time anyway.
+/// connect time anyway. A resolver that hangs answers 503 after [`DNS_TIMEOUT`] instead of holding the request.
 async fn check_target(st: &AppState, url: &str) -> ApiResult<()> {
-    match check_url(&st.config.targets, url).await {
+    let checked = bounded(DNS_TIMEOUT, "the DNS lookup of the url's host", async {
+        check_url(&st.config.targets, url).await
+    })
+    .await?;
+    match checked {
         Ok(_) | Err(TargetError::Unresolvable(_)) => Ok(()),
         Err(e) => Err(ApiError::validation("url", e.to_string())),
     }
+}
+
+/// Longest wait for the DNS lookup of a target at create/update.
+pub const DNS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Runs `fut` for at most `limit`; past it, a 503 naming `what`. Only for futures that are safe
+/// to drop half-way (no SQLite query in flight: STACK.md).
+pub async fn bounded<T>(
+    limit: Duration,
+    what: &str,
+    fut: impl std::future::Future<Output = T>,
+) -> ApiResult<T> {
+    tokio::time::timeout(limit, fut).await.map_err(|_| {
+        ApiError::unavailable(format!(
+            "{what} did not answer within {} ms",
+            limit.as_millis()
+        ))
+    })
 }
 
 /// Loads a webhook the caller may touch (404 unknown, 403 another tenant's).
@@ -63,16 +118,14 @@ pub async fn load_owned(st: &AppState, admin: &Admin, id: i64) -> ApiResult<Webh
     Ok(w)
 }
 
+/// Create a webhook.
+#[utoipa::path(post, path = "/api/webhooks", request_body = WebhookCreate,
+    responses((status = 201, description = "The webhook, its secret in full", body = WebhookView)))]
 async fn create(
-    req: HttpRequest,
+    admin: Admin,
+    Json(input): Json<WebhookInput>,
     st: web::Data<AppState>,
-    payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
-    let admin = auth::admin(&req, &st).await?;
-    let input: WebhookInput = from_value(
-        read_json(&req, payload, st.config.max_body_bytes).await?,
-        "",
-    )?;
     let tenant = match (&input.tenant_id, &admin.tenant) {
         (Some(t), _) => t.clone(),
         (None, Some(t)) => t.clone(),
@@ -102,14 +155,14 @@ async fn create(
         url: r.url,
         secret: st.cipher.seal(&secret),
         enabled: r.enabled,
-        headers: Json::new(&r.headers),
-        retry_config: Json::new(&r.retry),
-        rate_limit: r.rate_limit.as_ref().map(Json::new),
-        circuit_breaker: Json::new(&r.breaker),
+        headers: JsonColumn::new(&r.headers),
+        retry_config: JsonColumn::new(&r.retry),
+        rate_limit: r.rate_limit.as_ref().map(JsonColumn::new),
+        circuit_breaker: JsonColumn::new(&r.breaker),
         timeout_ms: r.timeout_ms as i64,
         ordered: r.ordered,
         disabled_reason: None,
-        previous_secrets: Json::new(&Vec::new()),
+        previous_secrets: JsonColumn::new(&Vec::new()),
         created_at: now,
         updated_at: now,
         created_by: input.created_by.clone().or(Some(admin.name.clone())),
@@ -127,28 +180,30 @@ async fn create(
     Ok(HttpResponse::Created().json(WebhookView::new(&w, true)))
 }
 
-async fn list(req: HttpRequest, st: web::Data<AppState>) -> ApiResult<HttpResponse> {
-    let admin = auth::admin(&req, &st).await?;
-    let q = Query::parse(
-        &req,
-        &["event_type", "enabled", "limit", "after", "tenant_id"],
-    )?;
-    let tenant = match (q.str("tenant_id"), &admin.tenant) {
+/// List webhooks, in ascending id.
+#[utoipa::path(get, path = "/api/webhooks", params(ListQuery),
+    responses((status = 200, description = "`{\"webhooks\": [...], \"next_after\": id | null}`")))]
+async fn list(
+    admin: Admin,
+    Query(q): Query<ListQuery>,
+    st: web::Data<AppState>,
+) -> ApiResult<HttpResponse> {
+    let tenant = match (q.tenant_id, &admin.tenant) {
         (Some(t), _) => {
-            validate::tenant_id(t).map_err(|m| ApiError::bad_param("tenant_id", m))?;
-            admin.check_tenant(t)?;
-            Some(t.to_string())
+            validate::tenant_id(&t).map_err(|m| ApiError::bad_param("tenant_id", m))?;
+            admin.check_tenant(&t)?;
+            Some(t)
         }
         (None, t) => t.clone(),
     };
-    let limit = q.limit()?;
+    let limit = limit(q.limit)?;
     let filter = WebhookFilter {
         tenant_id: tenant,
-        event_type: q.str("event_type").map(str::to_string),
-        enabled: q.bool("enabled")?,
-        after: q.int("after")?,
+        event_type: q.event_type,
+        enabled: q.enabled,
+        after: q.after,
         // One more than the page tells whether another page follows, so that a full last page
-        // still answers `next_after: null` rather than pointing at an empty page.
+        // still answers `next_after: null` (§4).
         limit: limit + 1,
     };
     let mut conn = st.db.read().await?;
@@ -170,41 +225,40 @@ async fn list(req: HttpRequest, st: web::Data<AppState>) -> ApiResult<HttpRespon
     Ok(HttpResponse::Ok().json(json!({ "webhooks": views, "next_after": next_after })))
 }
 
+/// One webhook, its secret masked.
+#[utoipa::path(get, path = "/api/webhooks/{id}", params(WebhookId),
+    responses((status = 200, description = "The webhook", body = WebhookView)))]
 async fn get(
-    req: HttpRequest,
-    st: web::Data<AppState>,
+    admin: Admin,
     id: web::Path<String>,
+    st: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
-    let admin = auth::admin(&req, &st).await?;
     let w = load_owned(&st, &admin, path_id(&id, "id")?).await?;
     Ok(HttpResponse::Ok().json(WebhookView::new(&w, false)))
 }
 
+/// Update a webhook; omitted fields stay as they are.
+#[utoipa::path(method(put, patch), path = "/api/webhooks/{id}", params(WebhookId),
+    request_body = WebhookInput,
+    responses((status = 200, description = "The webhook", body = WebhookView)))]
 async fn update_by_path(
-    req: HttpRequest,
-    st: web::Data<AppState>,
+    admin: Admin,
     id: web::Path<String>,
-    payload: web::Payload,
+    Json(input): Json<WebhookInput>,
+    st: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
-    let admin = auth::admin(&req, &st).await?;
     let id = path_id(&id, "id")?;
-    let input: WebhookInput = from_value(
-        read_json(&req, payload, st.config.max_body_bytes).await?,
-        "",
-    )?;
     update(&st, &admin, id, input).await
 }
 
+/// Update the webhook named by `webhook_id` in the body.
+#[utoipa::path(put, path = "/api/webhooks", request_body = WebhookUpdate,
+    responses((status = 200, description = "The webhook", body = WebhookView)))]
 async fn update_by_body(
-    req: HttpRequest,
+    admin: Admin,
+    Json(input): Json<WebhookInput>,
     st: web::Data<AppState>,
-    payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
-    let admin = auth::admin(&req, &st).await?;
-    let input: WebhookInput = from_value(
-        read_json(&req, payload, st.config.max_body_bytes).await?,
-        "",
-    )?;
     let id = required(input.webhook_id, "webhook_id")?;
     update(&st, &admin, id, input).await
 }
@@ -230,20 +284,31 @@ async fn update(
     if let Some(s) = &input.secret {
         check("secret", validate::secret(s))?;
     }
+    // Only the fields the caller sent are written: a column nobody mentioned may have changed
+    // since `current` was read (a 410 disabling the webhook), and must keep that change.
     let changes = WebhookChanges {
-        webhook_name: Some(r.name),
-        event_type: Some(r.event_type),
-        url: Some(r.url),
+        webhook_name: input.webhook_name.is_some().then_some(r.name),
+        event_type: input.event_type.is_some().then_some(r.event_type),
+        url: input.url.is_some().then_some(r.url),
         secret: input.secret.as_deref().map(|s| st.cipher.seal(s)),
-        enabled: Some(r.enabled),
-        headers: Some(Json::new(&r.headers)),
-        retry_config: Some(Json::new(&r.retry)),
-        rate_limit: Some(r.rate_limit.as_ref().map(Json::new)),
-        circuit_breaker: Some(Json::new(&r.breaker)),
-        timeout_ms: Some(r.timeout_ms as i64),
-        ordered: Some(r.ordered),
+        enabled: input.enabled,
+        headers: input.headers.is_some().then(|| JsonColumn::new(&r.headers)),
+        retry_config: input
+            .retry_config
+            .is_some()
+            .then(|| JsonColumn::new(&r.retry)),
+        rate_limit: input
+            .rate_limit
+            .is_some()
+            .then(|| r.rate_limit.as_ref().map(JsonColumn::new)),
+        circuit_breaker: input
+            .circuit_breaker
+            .is_some()
+            .then(|| JsonColumn::new(&r.breaker)),
+        timeout_ms: input.timeout_ms.is_some().then_some(r.timeout_ms as i64),
+        ordered: input.ordered,
         // Re-enabling clears the reason the dispatcher disabled it for.
-        disabled_reason: if r.enabled { Some(None) } else { None },
+        disabled_reason: (input.enabled == Some(true)).then_some(None),
         previous_secrets: None,
         updated_at: Some(Utc::now().naive_utc()),
         updated_by: Some(input.updated_by.clone().or(Some(admin.name.clone()))),
@@ -259,6 +324,11 @@ async fn save(st: &AppState, id: i64, changes: &WebhookChanges) -> ApiResult<Web
         .await?
         .ok_or_else(|| ApiError::not_found(format!("webhook {id} not found")))?;
     drop(conn);
+    publish_change(st, row).await
+}
+
+/// Tells the router about a stored change before answering.
+async fn publish_change(st: &AppState, row: WebhookRow) -> ApiResult<Webhook> {
     let w = row.into_webhook(&st.cipher)?;
     st.actors
         .router
@@ -268,21 +338,27 @@ async fn save(st: &AppState, id: i64, changes: &WebhookChanges) -> ApiResult<Web
     Ok(w)
 }
 
+/// Delete a webhook; its undelivered deliveries are cancelled.
+#[utoipa::path(delete, path = "/api/webhooks/{id}", params(WebhookId),
+    responses((status = 204, description = "Deleted")))]
 async fn delete_by_path(
-    req: HttpRequest,
-    st: web::Data<AppState>,
+    admin: Admin,
     id: web::Path<String>,
+    st: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
-    let admin = auth::admin(&req, &st).await?;
     delete(&st, &admin, path_id(&id, "id")?).await
 }
 
-async fn delete_by_query(req: HttpRequest, st: web::Data<AppState>) -> ApiResult<HttpResponse> {
-    let admin = auth::admin(&req, &st).await?;
-    let q = Query::parse(&req, &["id"])?;
-    let id = q
-        .int("id")?
-        .ok_or_else(|| ApiError::bad_param("id", "is required"))?;
+/// Delete a webhook named by `?id=N`.
+#[utoipa::path(delete, path = "/api/webhooks", params(DeleteQuery),
+    responses((status = 204, description = "Deleted")))]
+async fn delete_by_query(
+    admin: Admin,
+    Query(q): Query<DeleteQuery>,
+    st: web::Data<AppState>,
+) -> ApiResult<HttpResponse> {
+    let id =
+        q.id.ok_or_else(|| ApiError::bad_param("id", "is required"))?;
     delete(&st, &admin, id).await
 }
 
@@ -307,16 +383,14 @@ async fn delete(st: &AppState, admin: &Admin, id: i64) -> ApiResult<HttpResponse
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// The enabled webhooks an event would go to.
+#[utoipa::path(post, path = "/api/webhooks/match", request_body = MatchRequest,
+    responses((status = 200, description = "`{\"webhooks\": [...]}`")))]
 async fn match_event(
-    req: HttpRequest,
+    admin: Admin,
+    Json(input): Json<MatchInput>,
     st: web::Data<AppState>,
-    payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
-    let admin = auth::admin(&req, &st).await?;
-    let input: MatchInput = from_value(
-        read_json(&req, payload, st.config.max_body_bytes).await?,
-        "",
-    )?;
     let event_type = required(input.event_type, "event_type")?;
     check("event_type", validate::event_type(&event_type))?;
     let tenant = input
@@ -335,38 +409,30 @@ async fn match_event(
     Ok(HttpResponse::Ok().json(json!({ "webhooks": views })))
 }
 
+/// The full signing secret.
+#[utoipa::path(get, path = "/api/webhooks/{id}/secret", params(WebhookId),
+    responses((status = 200, description = "`{\"secret\": \"whsec_...\"}`")))]
 async fn get_secret(
-    req: HttpRequest,
-    st: web::Data<AppState>,
+    admin: Admin,
     id: web::Path<String>,
+    st: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
-    let admin = auth::admin(&req, &st).await?;
     let w = load_owned(&st, &admin, path_id(&id, "id")?).await?;
     Ok(HttpResponse::Ok().json(json!({ "secret": w.secret })))
 }
 
+/// Rotate the signing secret; the old one keeps signing beside it for the grace.
+#[utoipa::path(post, path = "/api/webhooks/{id}/rotate-secret", params(WebhookId),
+    request_body(content = Option<RotateInput>, description = "May be left out"),
+    responses((status = 200, description = "The webhook with its new secret", body = WebhookView)))]
 async fn rotate_secret(
-    req: HttpRequest,
-    st: web::Data<AppState>,
+    admin: Admin,
     id: web::Path<String>,
-    payload: web::Payload,
+    OptionalJson(input): OptionalJson<RotateInput>,
+    st: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
-    let admin = auth::admin(&req, &st).await?;
     let id = path_id(&id, "id")?;
-    let has_body = req
-        .headers()
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v != "0")
-        || req.headers().contains_key("transfer-encoding");
-    let input: RotateInput = if has_body {
-        from_value(
-            read_json(&req, payload, st.config.max_body_bytes).await?,
-            "",
-        )?
-    } else {
-        RotateInput::default()
-    };
+    let input = input.unwrap_or_default();
     let grace = input.grace_seconds.unwrap_or(86_400);
     check("grace_seconds", validate::range(grace, 0, 604_800))?;
     let new_secret = match input.secret {
@@ -376,47 +442,70 @@ async fn rotate_secret(
         }
         None => generate_secret(),
     };
-    let current = load_owned(&st, &admin, id).await?;
-    let now = Utc::now();
-    let mut previous: Vec<PreviousSecret> = current
-        .previous_secrets
+    load_owned(&st, &admin, id).await?;
+    let cipher = st.cipher.clone();
+    let by = admin.name.clone();
+    // Read and write under one lock: a concurrent rotation's new secret becomes an old one here
+    // instead of being overwritten.
+    let mut conn = st.db.write().await?;
+    let row = store::update_webhook_with(&mut conn, id, move |row| {
+        let current = row.into_webhook(&cipher)?;
+        let now = Utc::now();
+        let previous = rotated_previous(current.secret, current.previous_secrets, grace, now);
+        let sealed: Vec<PreviousSecret> = previous
+            .into_iter()
+            .map(|p| PreviousSecret {
+                secret: cipher.seal(&p.secret),
+                expires_at: p.expires_at,
+            })
+            .collect();
+        Ok::<_, ApiError>(WebhookChanges {
+            secret: Some(cipher.seal(&new_secret)),
+            previous_secrets: Some(JsonColumn::new(&sealed)),
+            updated_at: Some(now.naive_utc()),
+            updated_by: Some(Some(by)),
+            ..Default::default()
+        })
+    })
+    .await?
+    .ok_or_else(|| ApiError::not_found(format!("webhook {id} not found")))?;
+    drop(conn);
+    let w = publish_change(&st, row).await?;
+    Ok(HttpResponse::Ok().json(WebhookView::new(&w, true)))
+}
+
+/// The old secrets after a rotation: those still in grace, plus the current one for `grace`
+/// seconds; the oldest grace ends first and beyond the cap it is dropped.
+fn rotated_previous(
+    current: String,
+    previous: Vec<PreviousSecret>,
+    grace: i64,
+    now: chrono::DateTime<Utc>,
+) -> Vec<PreviousSecret> {
+    let mut previous: Vec<PreviousSecret> = previous
         .into_iter()
         .filter(|p| p.expires_at > now)
         .collect();
     if grace > 0 {
         previous.push(PreviousSecret {
-            secret: current.secret,
+            secret: current,
             expires_at: now + chrono::Duration::seconds(grace),
         });
     }
-    // The oldest grace ends first; beyond the cap it is dropped.
     previous.sort_by_key(|p| p.expires_at);
     let excess = previous.len().saturating_sub(MAX_PREVIOUS_SECRETS);
     previous.drain(..excess);
-    let sealed: Vec<PreviousSecret> = previous
-        .iter()
-        .map(|p| PreviousSecret {
-            secret: st.cipher.seal(&p.secret),
-            expires_at: p.expires_at,
-        })
-        .collect();
-    let changes = WebhookChanges {
-        secret: Some(st.cipher.seal(&new_secret)),
-        previous_secrets: Some(Json::new(&sealed)),
-        updated_at: Some(now.naive_utc()),
-        updated_by: Some(Some(admin.name.clone())),
-        ..Default::default()
-    };
-    let w = save(&st, id, &changes).await?;
-    Ok(HttpResponse::Ok().json(WebhookView::new(&w, true)))
+    previous
 }
 
+/// Send a `webhook/test` event to this webhook alone.
+#[utoipa::path(post, path = "/api/webhooks/{id}/test", params(WebhookId),
+    responses((status = 202, description = "`{\"delivery_id\": \"...\"}`")))]
 async fn test_send(
-    req: HttpRequest,
-    st: web::Data<AppState>,
+    admin: Admin,
     id: web::Path<String>,
+    st: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
-    let admin = auth::admin(&req, &st).await?;
     let w = load_owned(&st, &admin, path_id(&id, "id")?).await?;
     let data = json!({ "webhook_id": w.id, "tenantId": w.tenant_id, "message": "test delivery from beema-webhooks" });
     let event = super::events::build_event(
@@ -436,4 +525,65 @@ async fn test_send(
     let delivery_id = accepted.delivery_ids.first().cloned().unwrap_or_default();
     Ok(HttpResponse::Accepted()
         .json(json!({ "delivery_id": delivery_id, "event_id": accepted.ids.first() })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_hanging_lookup_is_a_503_in_the_error_shape() {
+        let err = bounded(
+            Duration::from_millis(20),
+            "the DNS lookup",
+            std::future::pending::<()>(),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.status, actix_web::http::StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(err.code, "unavailable");
+        assert!(err.message.contains("the DNS lookup"), "{}", err.message);
+    }
+
+    fn old(secret: &str, expires_at: chrono::DateTime<Utc>) -> PreviousSecret {
+        PreviousSecret {
+            secret: secret.into(),
+            expires_at,
+        }
+    }
+
+    #[test]
+    fn a_rotation_keeps_the_current_secret_for_the_grace_and_drops_expired_ones() {
+        let now = Utc::now();
+        let hour = chrono::Duration::hours(1);
+        let kept = rotated_previous(
+            "current".into(),
+            vec![old("expired", now - hour), old("live", now + hour)],
+            7200,
+            now,
+        );
+        let secrets: Vec<&str> = kept.iter().map(|p| p.secret.as_str()).collect();
+        assert_eq!(secrets, ["live", "current"]);
+        assert_eq!(kept[1].expires_at, now + hour * 2);
+        let none = rotated_previous("current".into(), vec![], 0, now);
+        assert!(none.is_empty(), "no grace: the old secret stops at once");
+    }
+
+    #[test]
+    fn beyond_the_cap_the_oldest_grace_goes_first() {
+        let now = Utc::now();
+        let full: Vec<PreviousSecret> = (0..MAX_PREVIOUS_SECRETS as i64)
+            .map(|i| old(&format!("s{i}"), now + chrono::Duration::minutes(i + 1)))
+            .collect();
+        let kept = rotated_previous("current".into(), full, 86_400, now);
+        assert_eq!(kept.len(), MAX_PREVIOUS_SECRETS);
+        assert_eq!(kept[0].secret, "s1", "s0 ended first and was dropped");
+        assert_eq!(kept.last().unwrap().secret, "current");
+    }
+
+    #[tokio::test]
+    async fn an_answer_within_the_bound_passes_through() {
+        let v = bounded(Duration::from_secs(5), "x", async { 7 }).await;
+        assert_eq!(v.unwrap(), 7);
+    }
 }

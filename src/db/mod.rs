@@ -41,6 +41,13 @@ const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 10000; PRAGMA journal_mode =
 const SQLITE_WRITER_CACHE_KIB: i64 = 16 * 1024;
 /// Page cache of each reader, in KiB: readers page small windows in.
 const SQLITE_READER_CACHE_KIB: i64 = 2 * 1024;
+/// Longest wait for a PostgreSQL connection (a free slot, a new connection, the check of an idle
+/// one), after which the caller answers 503: a server that hangs instead of refusing must not
+/// hang every request with it.
+pub const PG_CHECKOUT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest wait for a free SQLite connection; as long as `busy_timeout`, since the one writer may
+/// itself be waiting that long on another process's lock.
+pub const SQLITE_WAIT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs `$body` with `$c` bound to the live backend's connection (`&mut` to it).
 macro_rules! with_conn {
@@ -106,7 +113,14 @@ impl DbPool {
             }),
             DatabaseUrl::Postgres(url) => {
                 let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url.as_str());
-                Ok(DbPool::Pg(Pool::builder(manager).max_size(16).build()?))
+                let pool = Pool::builder(manager)
+                    .max_size(16)
+                    .runtime(deadpool::Runtime::Tokio1)
+                    .wait_timeout(Some(PG_CHECKOUT_TIMEOUT))
+                    .create_timeout(Some(PG_CHECKOUT_TIMEOUT))
+                    .recycle_timeout(Some(PG_CHECKOUT_TIMEOUT))
+                    .build()?;
+                Ok(DbPool::Pg(pool))
             }
         }
     }
@@ -117,7 +131,7 @@ impl DbPool {
             DbPool::Sqlite { writer, .. } => {
                 writer.get().await.map(DbConn::Sqlite).map_err(pool_err)
             }
-            DbPool::Pg(pool) => pool.get().await.map(DbConn::Pg).map_err(pool_err),
+            DbPool::Pg(pool) => pg_checkout(pool).await,
         }
     }
 
@@ -127,7 +141,7 @@ impl DbPool {
             DbPool::Sqlite { reader, .. } => {
                 reader.get().await.map(DbConn::Sqlite).map_err(pool_err)
             }
-            DbPool::Pg(pool) => pool.get().await.map(DbConn::Pg).map_err(pool_err),
+            DbPool::Pg(pool) => pg_checkout(pool).await,
         }
     }
 
@@ -144,6 +158,19 @@ impl DbPool {
             tokio::time::timeout(Duration::from_secs(1), probe).await,
             Ok(Ok(Some(())))
         )
+    }
+}
+
+/// A PostgreSQL connection within [`PG_CHECKOUT_TIMEOUT`] overall: the pool bounds each step, but
+/// checking several idle connections in turn could add up. Dropping a checkout is safe on
+/// PostgreSQL (an unfinished connection is simply closed).
+async fn pg_checkout(pool: &Pool<AsyncPgConnection>) -> Result<DbConn, PoolError> {
+    match tokio::time::timeout(PG_CHECKOUT_TIMEOUT, pool.get()).await {
+        Ok(got) => got.map(DbConn::Pg).map_err(pool_err),
+        Err(_) => Err(PoolError(format!(
+            "no connection within {} s",
+            PG_CHECKOUT_TIMEOUT.as_secs()
+        ))),
     }
 }
 
@@ -166,7 +193,13 @@ fn sqlite_pool(path: &str, size: usize, cache_kib: i64) -> anyhow::Result<Pool<S
         .boxed()
     });
     let manager = AsyncDieselConnectionManager::<SqliteConn>::new_with_config(path, config);
-    Ok(Pool::builder(manager).max_size(size).build()?)
+    // Only the wait for a slot is bounded: giving up on it is safe, whereas a dropped SQLite
+    // connection setup would block the thread that drops it (STACK.md); setup is local anyway.
+    Ok(Pool::builder(manager)
+        .max_size(size)
+        .runtime(deadpool::Runtime::Tokio1)
+        .wait_timeout(Some(SQLITE_WAIT_TIMEOUT))
+        .build()?)
 }
 
 /// Applies pending migrations. Blocking: call it from a thread with no async runtime entered,

@@ -4,7 +4,9 @@
 mod utils;
 
 mod dispatch;
+mod openapi_routes;
 mod reliability;
 mod security;
 mod stored_data;
+mod update_races;
 mod webhooks_api;

@@ -90,6 +90,76 @@ pub async fn update_webhook(
         .optional())
 }
 
+/// Read-modify-write of one webhook under a write lock (PostgreSQL `SELECT ... FOR UPDATE`, SQLite
+/// `BEGIN IMMEDIATE`): `change` sees the row as it is and no other writer can slip in between, so
+/// concurrent calls (two secret rotations) apply one after the other. None when it does not exist.
+pub async fn update_webhook_with<E, F>(
+    conn: &mut DbConn,
+    id: i64,
+    change: F,
+) -> Result<Option<WebhookRow>, E>
+where
+    E: From<diesel::result::Error> + Send + 'static,
+    F: FnOnce(WebhookRow) -> Result<WebhookChanges, E> + Send + 'static,
+{
+    use diesel_async::AsyncConnection;
+    let live = move || {
+        w::table
+            .filter(w::webhook_id.eq(id))
+            .filter(w::deleted_at.is_null())
+    };
+    match conn {
+        DbConn::Sqlite(c) => {
+            // Nothing is written before `change` runs, so a refusal commits an empty transaction.
+            let done = c
+                .spawn_blocking(move |c| {
+                    c.immediate_transaction(|c| {
+                        let Some(row) =
+                            diesel::RunQueryDsl::first(live().select(WebhookRow::as_select()), c)
+                                .optional()?
+                        else {
+                            return Ok(Ok(None));
+                        };
+                        let changes = match change(row) {
+                            Ok(changes) => changes,
+                            Err(e) => return Ok(Err(e)),
+                        };
+                        let stored = diesel::RunQueryDsl::get_result(
+                            diesel::update(live())
+                                .set(&changes)
+                                .returning(WebhookRow::as_returning()),
+                            c,
+                        )?;
+                        Ok(Ok(Some(stored)))
+                    })
+                })
+                .await?;
+            done
+        }
+        DbConn::Pg(c) => {
+            c.transaction::<_, E, _>(async move |c| {
+                let Some(row) = live()
+                    .select(WebhookRow::as_select())
+                    .for_update()
+                    .first(c)
+                    .await
+                    .optional()?
+                else {
+                    return Ok(None);
+                };
+                let changes = change(row)?;
+                let stored = diesel::update(live())
+                    .set(&changes)
+                    .returning(WebhookRow::as_returning())
+                    .get_result(c)
+                    .await?;
+                Ok(Some(stored))
+            })
+            .await
+        }
+    }
+}
+
 /// Soft-deletes a webhook and cancels its deliveries that are not final; false when it did not exist.
 pub async fn delete_webhook(conn: &mut DbConn, id: i64, now: NaiveDateTime) -> QueryResult<bool> {
     use diesel_async::AsyncConnection;
