@@ -6,7 +6,7 @@ use std::time::Duration;
 use actix_web::{web, HttpResponse};
 use chrono::Utc;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 use utoipa::IntoParams;
 
 use super::auth::Admin;
