@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
 
@@ -12,6 +13,8 @@ use super::webhook::WebhookActor;
 use super::WebhookDeps;
 use crate::db::models::DeliveryOutcome;
 use crate::db::models::WebhookChanges;
+use crate::db::store::webhooks::update_webhook;
+use crate::db::DbPool;
 use crate::domain::Webhook;
 
 /// The router actor.
@@ -66,7 +69,7 @@ impl Router {
     fn cancel_orphans(&self, jobs: Vec<Job>) {
         let now = chrono::Utc::now().naive_utc();
         for job in jobs {
-            self.deps.recorder.do_send(Record(Outcome {
+            self.deps.recorder.record(Outcome {
                 attempt: None,
                 delivery_id: job.delivery_id,
                 update: DeliveryOutcome {
@@ -79,7 +82,7 @@ impl Router {
                     updated_at: now,
                     delivered_at: None,
                 },
-            }));
+            });
         }
     }
 }
@@ -157,6 +160,9 @@ impl Handler<Dispatch> for Router {
 impl Handler<DisabledByReceiver> for Router {
     type Result = ();
 
+    /// The registry stops matching the webhook at once (its actor has already stopped sending),
+    /// and the disable is written through the same store call as the API's updates, retried until
+    /// the database has it, so that the two cannot disagree for longer than an outage lasts.
     fn handle(&mut self, msg: DisabledByReceiver, _: &mut Self::Context) {
         let current = self
             .registry
@@ -171,27 +177,52 @@ impl Handler<DisabledByReceiver> for Router {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .upsert(Arc::new(w));
-        let db = self.deps.db.clone();
-        let now = crate::db::store::now();
         let changes = WebhookChanges {
             enabled: Some(false),
             disabled_reason: Some(Some(msg.reason)),
-            updated_at: Some(now),
+            updated_at: Some(crate::db::store::now()),
             ..Default::default()
         };
+        // Its own task, so that the router keeps routing during an outage, and a write is never
+        // dropped half-way (STACK.md, SQLite on actix).
+        let (db, id) = (self.deps.db.clone(), msg.webhook_id);
         tokio::spawn(async move {
-            let result = match db.write().await {
-                Ok(mut conn) => {
-                    crate::db::store::webhooks::update_webhook(&mut conn, msg.webhook_id, &changes)
-                        .await
-                        .map_err(|e| e.to_string())
-                }
-                Err(e) => Err(e.to_string()),
-            };
-            if let Err(e) = result {
-                tracing::error!(webhook_id = msg.webhook_id, error = %e, "could not store the 410 disable");
+            if !store_disable(db, id, changes).await {
+                tracing::debug!(
+                    webhook_id = id,
+                    "410 disable: the webhook was deleted meanwhile"
+                );
             }
         });
+    }
+}
+
+/// Writes a receiver's disable, retrying with backoff like the recorder's writes until the
+/// database takes it; false when the webhook no longer exists.
+async fn store_disable(db: DbPool, webhook_id: i64, changes: WebhookChanges) -> bool {
+    let mut backoff = Duration::from_millis(50);
+    let mut failures = 0u32;
+    loop {
+        let result = match db.write().await {
+            Ok(mut conn) => update_webhook(&mut conn, webhook_id, &changes)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match result {
+            Ok(row) => {
+                if failures > 0 {
+                    tracing::info!(webhook_id, failures, "410 disable stored after retries");
+                }
+                return row.is_some();
+            }
+            Err(e) => {
+                failures += 1;
+                tracing::warn!(webhook_id, error = %e, failures, "could not store the 410 disable; retrying");
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }
 

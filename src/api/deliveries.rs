@@ -13,7 +13,7 @@ use super::auth::{self, Admin};
 use super::body::{from_value, read_json, whole, Query};
 use super::error::{ApiError, ApiResult};
 use super::AppState;
-use crate::actors::messages::{Dispatch, Job, Outcome, Record};
+use crate::actors::messages::{Job, Outcome};
 use crate::db::models::{DeliveryOutcome, DeliveryRow};
 use crate::db::store::deliveries::{self as store, DeliveryFilter};
 use crate::db::store::{events, webhooks};
@@ -201,14 +201,7 @@ async fn retry(
 ) -> ApiResult<HttpResponse> {
     let admin = auth::admin(&req, &st).await?;
     let row = load(&st, &admin, &id).await?;
-    if st
-        .actors
-        .registry
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(row.webhook_id)
-        .is_none()
-    {
+    if st.dispatcher.webhook(row.webhook_id).is_none() {
         return Err(ApiError::conflict(
             "the webhook of this delivery was deleted",
         ));
@@ -228,7 +221,7 @@ async fn hand_to_router(st: &AppState, row: &DeliveryRow) -> ApiResult<()> {
     let mut conn = st.db.read().await?;
     let Some(payload) = events::find_payload(&mut conn, &row.event_id).await? else {
         // Recorded from outside for an event this dispatcher never stored: nothing to send.
-        st.actors.recorder.do_send(Record(Outcome {
+        st.dispatcher.record(Outcome {
             attempt: None,
             delivery_id: row.delivery_id.clone(),
             update: DeliveryOutcome {
@@ -241,7 +234,7 @@ async fn hand_to_router(st: &AppState, row: &DeliveryRow) -> ApiResult<()> {
                 updated_at: Utc::now().naive_utc(),
                 delivered_at: None,
             },
-        }));
+        });
         return Ok(());
     };
     let job = Job {
@@ -252,9 +245,6 @@ async fn hand_to_router(st: &AppState, row: &DeliveryRow) -> ApiResult<()> {
         attempts_made: u32::try_from(row.attempt_number).unwrap_or(0),
         due: None,
     };
-    st.actors.router.do_send(Dispatch {
-        jobs: vec![(row.webhook_id, job)],
-        force: true,
-    });
+    st.dispatcher.redispatch(row.webhook_id, job);
     Ok(())
 }

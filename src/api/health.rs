@@ -4,12 +4,11 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
 use super::auth;
-use super::body::path_id;
+use super::body::{path_id, Query};
 use super::error::{ApiError, ApiResult};
 use super::AppState;
-use crate::actors::status::HealthView;
 use crate::db::store::deliveries;
-use crate::domain::Webhook;
+use crate::delivery::breaker::CircuitState;
 
 /// Routes of this resource.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -37,9 +36,11 @@ async fn healthz() -> HttpResponse {
 async fn readyz(st: web::Data<AppState>) -> HttpResponse {
     let draining = st.draining.load(std::sync::atomic::Ordering::Relaxed);
     let database = st.db.ping().await;
-    let actors = st.actors.router.connected() && st.actors.recorder.connected();
-    let ok = database && actors && !draining;
-    let body = json!({ "status": if ok { "ready" } else { "unavailable" }, "database": database, "actors": actors, "draining": draining });
+    let actors = st.dispatcher.is_running();
+    // Without the intake every publish answers 503: not ready, whatever the rest says.
+    let intake = st.intake.is_up();
+    let ok = database && actors && intake && !draining;
+    let body = json!({ "status": if ok { "ready" } else { "unavailable" }, "database": database, "actors": actors, "intake": intake, "draining": draining });
     if ok {
         HttpResponse::Ok().json(body)
     } else {
@@ -55,36 +56,12 @@ async fn metrics(req: HttpRequest, st: web::Data<AppState>) -> ApiResult<HttpRes
             st.metrics.queue_depth.set(n);
         }
     }
-    let open = st
-        .actors
-        .registry
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .open_circuits();
-    st.metrics.circuit_open.set(open as i64);
+    st.metrics
+        .circuit_open
+        .set(st.dispatcher.open_circuits() as i64);
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(st.metrics.render()))
-}
-
-async fn views(
-    st: &AppState,
-    webhooks: Vec<std::sync::Arc<Webhook>>,
-) -> ApiResult<Vec<HealthView>> {
-    let ids: Vec<i64> = webhooks.iter().map(|w| w.id).collect();
-    let mut conn = st.db.read().await?;
-    let counts = deliveries::open_counts(&mut conn, &ids).await?;
-    let reg = st.actors.registry.read().unwrap_or_else(|p| p.into_inner());
-    Ok(webhooks
-        .iter()
-        .filter_map(|w| {
-            let status = reg.status(w.id)?;
-            let open = counts.get(&w.id).copied().unwrap_or(0).max(0) as u64;
-            let mut v = status.view(w.id, w.rate_limit, 0);
-            v.queue.pending = open.saturating_sub(v.queue.in_flight);
-            Some(v)
-        })
-        .collect())
 }
 
 async fn one_webhook(
@@ -95,27 +72,53 @@ async fn one_webhook(
     let admin = auth::admin(&req, &st).await?;
     let id = path_id(&id, "id")?;
     let w = st
-        .actors
-        .registry
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(id);
-    let w = w.ok_or_else(|| ApiError::not_found(format!("webhook {id} not found")))?;
+        .dispatcher
+        .webhook(id)
+        .ok_or_else(|| ApiError::not_found(format!("webhook {id} not found")))?;
     admin.check_tenant(&w.tenant_id)?;
-    let mut v = views(&st, vec![w]).await?;
-    let one = v
-        .pop()
+    let one = st
+        .dispatcher
+        .health(id)
+        .await?
         .ok_or_else(|| ApiError::not_found(format!("webhook {id} not found")))?;
     Ok(HttpResponse::Ok().json(one))
 }
 
+/// Health pages hold up to 1,000 webhooks, like `GET /api/webhooks` (§2.4).
+const HEALTH_PAGE_MAX: i64 = 1000;
+
 async fn all_webhooks(req: HttpRequest, st: web::Data<AppState>) -> ApiResult<HttpResponse> {
     let admin = auth::admin(&req, &st).await?;
-    let list = st
-        .actors
-        .registry
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .all(admin.tenant.as_deref());
-    Ok(HttpResponse::Ok().json(json!({ "webhooks": views(&st, list).await? })))
+    let q = Query::parse(&req, &["limit", "after", "state"])?;
+    let limit = match q.int("limit")? {
+        None => HEALTH_PAGE_MAX,
+        Some(n) if (1..=HEALTH_PAGE_MAX).contains(&n) => n,
+        Some(_) => return Err(ApiError::bad_param("limit", "must be between 1 and 1000")),
+    };
+    let state = q.str("state").map(circuit_state).transpose()?;
+    let page = st
+        .dispatcher
+        .health_page(
+            admin.tenant.as_deref(),
+            q.int("after")?,
+            limit as usize,
+            state,
+        )
+        .await?;
+    Ok(
+        HttpResponse::Ok()
+            .json(json!({ "webhooks": page.webhooks, "next_after": page.next_after })),
+    )
+}
+
+fn circuit_state(raw: &str) -> ApiResult<CircuitState> {
+    match raw {
+        "closed" => Ok(CircuitState::Closed),
+        "open" => Ok(CircuitState::Open),
+        "half_open" => Ok(CircuitState::HalfOpen),
+        other => Err(ApiError::bad_param(
+            "state",
+            format!("`{other}` is not one of closed, open, half_open"),
+        )),
+    }
 }

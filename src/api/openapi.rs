@@ -335,6 +335,27 @@ const QUERY: &[QueryParam] = &[
     (HttpMethod::Delete, "/api/webhooks", "id", Kind::Int, true),
     (
         HttpMethod::Get,
+        "/api/health/webhooks",
+        "limit",
+        Kind::Limit,
+        false,
+    ),
+    (
+        HttpMethod::Get,
+        "/api/health/webhooks",
+        "after",
+        Kind::Int,
+        false,
+    ),
+    (
+        HttpMethod::Get,
+        "/api/health/webhooks",
+        "state",
+        Kind::Str,
+        false,
+    ),
+    (
+        HttpMethod::Get,
         "/api/webhooks/deliveries",
         "webhook_id",
         Kind::Int,

@@ -11,7 +11,6 @@ use super::body::{from_value, path_id, read_json, Query};
 use super::error::{ApiError, ApiResult};
 use super::webhook_input::{check, required, resolve, MatchInput, RotateInput, WebhookInput};
 use super::{validate, AppState};
-use crate::actors::messages::{Remove, Upsert};
 use crate::db::models::{NewWebhookRow, WebhookChanges};
 use crate::db::store::webhooks::{self as store, WebhookFilter};
 use crate::delivery::signing::generate_secret;
@@ -121,11 +120,7 @@ async fn create(
     let stored = store::insert_webhook(&mut conn, &row).await?;
     drop(conn);
     let w = Webhook::from_row(stored, &st.cipher)?;
-    st.actors
-        .router
-        .send(Upsert(Arc::new(w.clone())))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+    st.dispatcher.upsert(Arc::new(w.clone())).await?;
     Ok(HttpResponse::Created().json(WebhookView::new(&w, true)))
 }
 
@@ -259,11 +254,7 @@ async fn save(st: &AppState, id: i64, changes: &WebhookChanges) -> ApiResult<Web
         .ok_or_else(|| ApiError::not_found(format!("webhook {id} not found")))?;
     drop(conn);
     let w = Webhook::from_row(row, &st.cipher)?;
-    st.actors
-        .router
-        .send(Upsert(Arc::new(w.clone())))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+    st.dispatcher.upsert(Arc::new(w.clone())).await?;
     Ok(w)
 }
 
@@ -294,11 +285,7 @@ async fn delete(st: &AppState, admin: &Admin, id: i64) -> ApiResult<HttpResponse
         return Err(ApiError::not_found(format!("webhook {id} not found")));
     }
     drop(conn);
-    st.actors
-        .router
-        .send(Remove(id))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+    st.dispatcher.remove(id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -320,12 +307,7 @@ async fn match_event(
         .ok_or_else(|| ApiError::validation("tenant_id", "is required"))?;
     check("tenant_id", validate::tenant_id(&tenant))?;
     admin.check_tenant(&tenant)?;
-    let matches = st
-        .actors
-        .registry
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .matching(&tenant, &event_type);
+    let matches = st.dispatcher.matching(&tenant, &event_type);
     let views: Vec<WebhookView> = matches.iter().map(|w| WebhookView::new(w, false)).collect();
     Ok(HttpResponse::Ok().json(json!({ "webhooks": views })))
 }
