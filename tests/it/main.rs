@@ -5,5 +5,6 @@ mod utils;
 
 mod dispatch;
 mod reliability;
+mod runtime_faults;
 mod security;
 mod webhooks_api;
