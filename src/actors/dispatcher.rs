@@ -56,9 +56,13 @@ pub struct Dispatcher {
 }
 
 struct Inner {
+    /// Owns the webhook actors; every message to them goes through it.
     router: Addr<Router>,
+    /// Where outcomes without an attempt go; flushed by shutdown.
     recorder: RecorderHandle,
+    /// Written by the router only; read here, never held across an await or a computation.
     registry: SharedRegistry,
+    /// For the open-delivery counts of health.
     db: DbPool,
     /// Threads of the webhook actors and the recorder: taken (and joined) by [`Dispatcher::shutdown`].
     arbiters: Mutex<Vec<Arbiter>>,

@@ -309,7 +309,37 @@ impl Handler<Flush> for DeliveryRecorder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::db::models::DeliveryOutcome;
     use futures::FutureExt;
+
+    #[test]
+    fn outcomes_still_in_the_mailbox_count_as_backlog() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("t.db").to_string_lossy().into_owned();
+        let db = DbPool::new(&crate::config::DatabaseUrl::Sqlite(path)).expect("pool");
+        actix::System::new().block_on(async move {
+            let recorder = start(db, Metrics::new(), &Tuning::default(), None);
+            let now = chrono::Utc::now().naive_utc();
+            for i in 0..3 {
+                recorder.record(Outcome {
+                    attempt: None,
+                    delivery_id: format!("d{i}"),
+                    update: DeliveryOutcome {
+                        status: "cancelled".into(),
+                        status_code: None,
+                        response_body: None,
+                        error_message: None,
+                        attempt_number: 0,
+                        next_attempt_at: None,
+                        updated_at: now,
+                        delivered_at: None,
+                    },
+                });
+            }
+            // The recorder has not run yet: all three are still in its mailbox.
+            assert_eq!(recorder.backpressure().pending(), 3);
+        });
+    }
 
     #[test]
     fn paused_actors_wait_until_the_recorder_is_below_low_water() {
