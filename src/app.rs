@@ -43,7 +43,7 @@ pub async fn run(
         webhooks = hooks.len(),
         with_backlog = with_backlog.len(),
         ms = boot.elapsed().as_millis() as u64,
-        "registry loaded"
+        "webhooks loaded"
     );
     let tls = Arc::new(sender::tls_config().context("TLS settings")?);
     let dispatcher = Dispatcher::start(StartParams {

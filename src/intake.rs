@@ -1,9 +1,9 @@
 //! The durable intake: group commit of published events.
 //!
 //! Publishers hand prepared events to one intake task through a channel. The task takes every
-//! request waiting at that moment, matches each event against the registry, gives each delivery a
-//! time-ordered id, and commits all of them in one transaction; each request is answered only when
-//! that transaction has committed. Under load many requests share one commit (one fsync), and
+//! request waiting at that moment, matches each event against the live webhooks, gives each
+//! delivery a time-ordered id, and commits all of them in one transaction; each request is answered
+//! only when that transaction has committed. Under load many requests share one commit (one fsync), and
 //! nothing is acknowledged that is not durable. After the commit the deliveries go to the
 //! [`Dispatcher`].
 //!

@@ -64,7 +64,8 @@ struct Inner {
     registry: SharedRegistry,
     /// For the open-delivery counts of health.
     db: DbPool,
-    /// Threads of the webhook actors and the recorder: taken (and joined) by [`Dispatcher::shutdown`].
+    /// Threads of the webhook actors and the recorder: taken (and joined) by
+    /// [`Dispatcher::shutdown`].
     arbiters: Mutex<Vec<Arbiter>>,
 }
 
@@ -164,12 +165,13 @@ impl Dispatcher {
         });
     }
 
-    /// Records an outcome that needs no attempt (e.g. a delivery closed because its payload is gone).
+    /// Records an outcome that needs no attempt (a delivery closed because its payload is gone).
     pub fn record(&self, outcome: Outcome) {
         self.inner.recorder.record(outcome);
     }
 
-    /// A webhook was created or changed (and stored): answers once matching and its actor reflect it.
+    /// A webhook was created or changed (and stored): answers once matching and its actor
+    /// reflect it.
     pub async fn upsert(&self, webhook: Arc<Webhook>) -> Result<(), DispatchError> {
         Ok(self.inner.router.send(Upsert(webhook)).await?)
     }

@@ -91,7 +91,8 @@ pub struct Outcome {
     pub update: DeliveryOutcome,
 }
 
-/// Outcomes to write (batched by the recorder).
+/// Outcomes to write (batched by the recorder). Sent only by
+/// [`super::recorder::RecorderHandle::record`], which counts it into the recorder's backlog.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Record(pub Outcome);

@@ -3,8 +3,8 @@
 //! A batch is flushed when it is full or a few ms after its first row; attempt rows and delivery
 //! updates of one batch share one transaction. A failed write is retried (with backoff) and never
 //! dropped. [`Backpressure`] counts rows handed but not yet written (those still in the mailbox
-//! too): webhook actors pause while it is high, which keeps memory bounded when the database is slow
-//! or away, and the recorder wakes them once it has caught up.
+//! too): webhook actors pause while it is high, which keeps memory bounded when the database is
+//! slow or away, and the recorder wakes them once it has caught up.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -218,7 +218,10 @@ async fn store_disable(db: DbPool, webhook_id: i64, changes: WebhookChanges) -> 
             }
             Err(e) => {
                 failures += 1;
-                tracing::warn!(webhook_id, error = %e, failures, "could not store the 410 disable; retrying");
+                tracing::warn!(
+                    webhook_id, error = %e, failures,
+                    "could not store the 410 disable; retrying"
+                );
             }
         }
         tokio::time::sleep(backoff).await;

@@ -191,9 +191,9 @@ impl WebhookActor {
         None
     }
 
-    /// Sleeps until the recorder has caught up (no polling: with thousands of webhooks holding work,
-    /// a timer each would mean a wake-up storm while the database is slow). False when it caught
-    /// up meanwhile and attempts may go on.
+    /// Sleeps until the recorder has caught up (no polling: with thousands of webhooks holding
+    /// work, a timer each would mean a wake-up storm while the database is slow). False when it
+    /// caught up meanwhile and attempts may go on.
     fn wait_for_recorder(&mut self, ctx: &mut Context<Self>) -> bool {
         if self.awaiting_recorder {
             return true;
