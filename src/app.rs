@@ -12,8 +12,7 @@ use actix_web::middleware::ErrorHandlers;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context as _;
 
-use crate::actors::messages::{Drain, Flush};
-use crate::actors::{self, StartParams};
+use crate::actors::{Dispatcher, StartParams};
 use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::db::models::{StoredWebhookError, WebhookRow};
@@ -45,10 +44,10 @@ pub async fn run(
         webhooks = hooks.len(),
         with_backlog = with_backlog.len(),
         ms = boot.elapsed().as_millis() as u64,
-        "registry loaded"
+        "webhooks loaded"
     );
     let tls = Arc::new(sender::tls_config().context("TLS settings")?);
-    let actors = actors::start(StartParams {
+    let dispatcher = Dispatcher::start(StartParams {
         db: pool.clone(),
         metrics: metrics.clone(),
         tuning: config.tuning.clone(),
@@ -57,18 +56,13 @@ pub async fn run(
         webhooks: hooks,
         with_backlog,
     });
-    let intake = Intake::start(
-        pool.clone(),
-        actors.registry.clone(),
-        actors.router.clone(),
-        metrics.clone(),
-    );
+    let intake = Intake::start(pool.clone(), dispatcher.clone(), metrics.clone());
     let draining = Arc::new(AtomicBool::new(false));
     let config = Arc::new(config);
     let state = web::Data::new(AppState {
         config: config.clone(),
         db: pool,
-        actors: actors.clone(),
+        dispatcher: dispatcher.clone(),
         intake,
         metrics,
         cipher,
@@ -98,50 +92,9 @@ pub async fn run(
     draining.store(true, Ordering::Relaxed);
     handle.stop(true).await;
     let _ = server_task.await;
-    drain(&actors, &config).await;
-    let _ = actors.recorder.send(Flush).await;
-    stop_arbiters(actors).await;
+    dispatcher.shutdown(config.tuning.drain_timeout).await;
     tracing::info!("shutdown complete");
     Ok(())
-}
-
-/// Stops the actors' threads and waits for them, so that their database connections are closed
-/// when `run` returns (a restart on the same SQLite file then finds it unlocked).
-async fn stop_arbiters(actors: actors::Actors) {
-    for arbiter in actors.arbiters.iter() {
-        arbiter.stop();
-    }
-    let actors::Actors { arbiters, .. } = actors;
-    // The last handle is ours once the HTTP workers (which held clones of the state) are gone.
-    match Arc::try_unwrap(arbiters) {
-        Ok(arbiters) => {
-            let _ = tokio::task::spawn_blocking(move || {
-                for arbiter in arbiters {
-                    let _ = arbiter.join();
-                }
-            })
-            .await;
-        }
-        Err(_) => tracing::debug!("actor threads still shared; stopped without waiting"),
-    }
-}
-
-/// Stops new attempts and waits (bounded) for those in flight to finish.
-async fn drain(actors: &actors::Actors, config: &Config) {
-    let deadline = Instant::now() + config.tuning.drain_timeout;
-    loop {
-        let in_flight = actors.router.send(Drain).await.unwrap_or(0);
-        if in_flight == 0 || Instant::now() >= deadline {
-            if in_flight > 0 {
-                tracing::warn!(
-                    in_flight,
-                    "drain timeout: unfinished attempts go out after the next start"
-                );
-            }
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
 }
 
 /// Every live webhook, and which of them have deliveries waiting in the database.

@@ -1,21 +1,25 @@
 //! The durable intake: group commit of published events.
 //!
 //! Publishers hand prepared events to one intake task through a channel. The task takes every
-//! request waiting at that moment, matches each event against the registry, gives each delivery a
-//! time-ordered id, and commits all of them in one transaction; each request is answered only when
-//! that transaction has committed. Under load many requests share one commit (one fsync), and
-//! nothing is acknowledged that is not durable. After the commit the deliveries go to the router.
+//! request waiting at that moment, matches each event against the live webhooks, gives each
+//! delivery a time-ordered id, and commits all of them in one transaction; each request is answered
+//! only when that transaction has committed. Under load many requests share one commit (one fsync), and
+//! nothing is acknowledged that is not durable. After the commit the deliveries go to the
+//! [`Dispatcher`].
+//!
+//! The task is supervised: should it die (a panic), it is started again on the same channel, and
+//! [`Intake::is_up`] (which `/readyz` reports) is false until it runs again.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
-use actix::Addr;
 use chrono::{DateTime, Utc};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Mutex};
 use uuid::Uuid;
 
-use crate::actors::messages::{Dispatch, Job};
-use crate::actors::registry::SharedRegistry;
-use crate::actors::router::Router;
+use crate::actors::messages::Job;
+use crate::actors::Dispatcher;
 use crate::db::models::{DeliveryRow, EventRow};
 use crate::db::store::events::{commit_events, CommittedEvent, PendingEvent};
 use crate::db::DbPool;
@@ -77,27 +81,27 @@ struct Request {
 #[derive(Clone)]
 pub struct Intake {
     tx: mpsc::Sender<Request>,
+    /// True while the task runs; cleared by its supervisor when it dies or ends.
+    up: Arc<AtomicBool>,
 }
 
 impl Intake {
-    /// Starts the intake task on the current runtime.
-    pub fn start(
-        db: DbPool,
-        registry: SharedRegistry,
-        router: Addr<Router>,
-        metrics: Metrics,
-    ) -> Self {
+    /// Starts the supervised intake task on the current runtime.
+    pub fn start(db: DbPool, dispatcher: Dispatcher, metrics: Metrics) -> Self {
         let (tx, rx) = mpsc::channel(4096);
-        tokio::spawn(run(
-            rx,
-            IntakeCtx {
-                db,
-                registry,
-                router,
-                metrics,
-            },
-        ));
-        Self { tx }
+        let up = Arc::new(AtomicBool::new(true));
+        let ctx = Arc::new(IntakeCtx {
+            db,
+            dispatcher,
+            metrics,
+        });
+        tokio::spawn(supervise(Arc::new(Mutex::new(rx)), ctx, up.clone()));
+        Self { tx, up }
+    }
+
+    /// True while the intake task runs (false for a moment after a crash, and after shutdown).
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
     }
 
     /// Commits events and their deliveries; returns once they are durable.
@@ -113,12 +117,34 @@ impl Intake {
 
 struct IntakeCtx {
     db: DbPool,
-    registry: SharedRegistry,
-    router: Addr<Router>,
+    dispatcher: Dispatcher,
     metrics: Metrics,
 }
 
-async fn run(mut rx: mpsc::Receiver<Request>, ctx: IntakeCtx) {
+/// Runs the intake task, and starts it again whenever it dies. The channel outlives each run
+/// (behind a mutex the run holds), so publishers keep their handle; the requests of the group that
+/// was being committed when it died are answered "closed" (their reply senders are dropped).
+async fn supervise(
+    rx: Arc<Mutex<mpsc::Receiver<Request>>>,
+    ctx: Arc<IntakeCtx>,
+    up: Arc<AtomicBool>,
+) {
+    loop {
+        up.store(true, Ordering::Relaxed);
+        let result = tokio::spawn(run(rx.clone(), ctx.clone())).await;
+        up.store(false, Ordering::Relaxed);
+        match result {
+            Ok(()) => return, // every sender is gone: shutdown
+            Err(e) => tracing::error!(error = %e, "intake task died; restarting it"),
+        }
+        while crate::testing::intake_restart_held() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+async fn run(rx: Arc<Mutex<mpsc::Receiver<Request>>>, ctx: Arc<IntakeCtx>) {
+    let mut rx = rx.lock().await;
     while let Some(first) = rx.recv().await {
         let mut group = vec![first];
         let mut events = group[0].events.len();
@@ -130,6 +156,12 @@ async fn run(mut rx: mpsc::Receiver<Request>, ctx: IntakeCtx) {
                 }
                 Err(_) => break,
             }
+        }
+        let tenants = group
+            .iter()
+            .flat_map(|r| r.events.iter().map(|e| e.tenant_id.as_str()));
+        if crate::testing::take_intake_panic(tenants) {
+            panic!("injected fault in the intake task");
         }
         commit_group(&ctx, group).await;
     }
@@ -182,7 +214,7 @@ fn accepted(c: &[CommittedEvent]) -> Accepted {
 }
 
 async fn commit(ctx: &IntakeCtx, events: Vec<NewEvent>) -> Result<Vec<CommittedEvent>, String> {
-    let pending = prepare(&ctx.registry, events);
+    let pending = prepare(&ctx.dispatcher, events);
     let payloads: Vec<Arc<str>> = pending
         .iter()
         .map(|p| Arc::from(p.event.payload.as_str()))
@@ -210,19 +242,21 @@ async fn commit(ctx: &IntakeCtx, events: Vec<NewEvent>) -> Result<Vec<CommittedE
 
 /// Finds each event's webhooks and builds its delivery rows; delivery ids are UUIDv7 made here,
 /// in commit order, so that id order is acceptance order for every webhook.
-fn prepare(registry: &SharedRegistry, events: Vec<NewEvent>) -> Vec<PendingEvent> {
-    let reg = registry.read().unwrap_or_else(|p| p.into_inner());
+fn prepare(dispatcher: &Dispatcher, events: Vec<NewEvent>) -> Vec<PendingEvent> {
+    let matched = dispatcher.matching_ids(
+        events
+            .iter()
+            .filter(|e| e.only_webhook.is_none())
+            .map(|e| (e.tenant_id.as_str(), e.event_type.as_str())),
+    );
+    let mut matched = matched.into_iter();
     events
         .into_iter()
         .map(|e| {
             let now = e.accepted_at.naive_utc();
             let targets: Vec<i64> = match e.only_webhook {
                 Some(id) => vec![id],
-                None => reg
-                    .matching(&e.tenant_id, &e.event_type)
-                    .iter()
-                    .map(|w| w.id)
-                    .collect(),
+                None => matched.next().unwrap_or_default(),
             };
             let deliveries = targets
                 .into_iter()
@@ -265,7 +299,5 @@ fn dispatch(ctx: &IntakeCtx, committed: &[CommittedEvent], payloads: &[Arc<str>]
             jobs.push((d.webhook_id, Job::from_row(d, payload.clone())));
         }
     }
-    if !jobs.is_empty() {
-        ctx.router.do_send(Dispatch { jobs, force: false });
-    }
+    ctx.dispatcher.dispatch(jobs);
 }

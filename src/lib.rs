@@ -8,8 +8,9 @@
 //! - [`cli`], [`config`]: the binary's settings, validated once.
 //! - [`app`]: wiring and graceful shutdown ([`app::run`]).
 //! - [`db`]: one diesel-async query layer over SQLite and PostgreSQL; [`db::store`] holds the queries.
-//! - [`intake`]: group commit of published events.
-//! - [`actors`]: router, one supervised webhook actor per registration, the delivery recorder.
+//! - [`intake`]: group commit of published events (a supervised task).
+//! - [`actors`]: router, one supervised webhook actor per registration, the delivery recorder;
+//!   the intake and the API use them only through [`actors::Dispatcher`].
 //! - [`delivery`]: signing, retry, circuit breaker, URL guard and the HTTP sender (pure, unit-tested).
 //! - [`api`]: the REST API (actix-web), one module per resource.
 //! - [`domain`]: webhooks, delivery statuses and transitions; plain types that import nothing of

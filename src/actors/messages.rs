@@ -126,7 +126,8 @@ impl Outcome {
     }
 }
 
-/// Outcomes to write (batched by the recorder).
+/// Outcomes to write (batched by the recorder). Sent only by
+/// [`super::recorder::RecorderHandle::record`], which counts it into the recorder's backlog.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Record(pub Outcome);

@@ -2,15 +2,16 @@
 //!
 //! A batch is flushed when it is full or a few ms after its first row; attempt rows and delivery
 //! updates of one batch share one transaction. A failed write is retried (with backoff) and never
-//! dropped. `pending` counts rows handed but not yet written: webhook actors pause while it is high,
-//! which is the backpressure that keeps memory bounded when the database is slow or away.
+//! dropped. [`Backpressure`] counts rows handed but not yet written (those still in the mailbox
+//! too): webhook actors pause while it is high, which keeps memory bounded when the database is
+//! slow or away, and the recorder wakes them once it has caught up.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 use super::messages::{Flush, Outcome, Record};
 use crate::config::Tuning;
@@ -22,6 +23,86 @@ use crate::with_conn;
 
 /// Rows handed to the recorder beyond which webhook actors stop starting attempts.
 pub const HIGH_WATER: usize = 10_000;
+/// Rows handed at or below which paused webhook actors are woken again (the gap between the two
+/// keeps a recorder hovering at the mark from waking every actor on every batch).
+pub const LOW_WATER: usize = HIGH_WATER / 2;
+
+/// The recorder's backlog as the webhook actors see it: rows handed to it and not yet written,
+/// counted when they are handed (still in the mailbox included), not when the recorder takes them.
+pub struct Backpressure {
+    pending: AtomicUsize,
+    /// Bumped when a write leaves the backlog at or below [`LOW_WATER`]; paused actors wait on it
+    /// instead of polling. Owned here, so it lives as long as any actor holding this.
+    caught_up: watch::Sender<u64>,
+}
+
+impl Backpressure {
+    /// An empty backlog.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            pending: AtomicUsize::new(0),
+            caught_up: watch::Sender::new(0),
+        })
+    }
+
+    /// Rows handed and not yet written.
+    pub fn pending(&self) -> usize {
+        self.pending.load(Ordering::Relaxed)
+    }
+
+    /// True while actors must not start attempts.
+    pub fn is_behind(&self) -> bool {
+        self.pending() > HIGH_WATER
+    }
+
+    /// A receiver that changes when the recorder catches up; mark it seen before checking
+    /// [`Self::is_behind`], so that no wake-up falls between the check and the wait.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.caught_up.subscribe()
+    }
+
+    fn handed(&self, n: usize) {
+        self.pending.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn written(&self, n: usize) {
+        let before = self.pending.fetch_sub(n, Ordering::Relaxed);
+        if before.saturating_sub(n) <= LOW_WATER {
+            self.caught_up.send_modify(|v| *v = v.wrapping_add(1));
+        }
+    }
+}
+
+/// How the actors and the API hand outcomes to the recorder: counts each one into the backlog as it
+/// is sent, so that a flood of messages not yet taken from the mailbox holds the actors back too.
+#[derive(Clone)]
+pub struct RecorderHandle {
+    addr: Addr<DeliveryRecorder>,
+    backpressure: Arc<Backpressure>,
+}
+
+impl RecorderHandle {
+    /// Hands one outcome (an attempt, or a delivery closed without one) to the recorder.
+    pub fn record(&self, outcome: Outcome) {
+        self.backpressure.handed(1);
+        self.addr.do_send(Record(outcome));
+    }
+
+    /// Answers once everything handed so far is written.
+    pub async fn flush(&self) {
+        let _ = self.addr.send(Flush).await;
+    }
+
+    /// True while the recorder runs.
+    pub fn connected(&self) -> bool {
+        self.addr.connected()
+    }
+
+    /// The shared backlog.
+    pub fn backpressure(&self) -> &Arc<Backpressure> {
+        &self.backpressure
+    }
+}
 
 /// The recorder actor.
 pub struct DeliveryRecorder {
@@ -34,14 +115,14 @@ pub struct DeliveryRecorder {
     writing: bool,
     timer: Option<SpawnHandle>,
     /// Rows handed but not yet written; shared with the webhook actors for backpressure.
-    pending: Arc<AtomicUsize>,
+    pending: Arc<Backpressure>,
     /// Callers of [`Flush`], answered once everything before them is written.
     waiters: Vec<oneshot::Sender<()>>,
 }
 
 impl DeliveryRecorder {
     /// A recorder writing through `db`.
-    pub fn new(db: DbPool, metrics: Metrics, tuning: &Tuning, pending: Arc<AtomicUsize>) -> Self {
+    pub fn new(db: DbPool, metrics: Metrics, tuning: &Tuning, pending: Arc<Backpressure>) -> Self {
         Self {
             db,
             metrics,
@@ -81,7 +162,7 @@ impl DeliveryRecorder {
                 .into_actor(self)
                 .map(move |_, act, ctx| {
                     act.writing = false;
-                    act.pending.fetch_sub(n, Ordering::Relaxed);
+                    act.pending.written(n);
                     act.write(ctx);
                 }),
         );
@@ -185,11 +266,29 @@ impl Actor for DeliveryRecorder {
     type Context = Context<Self>;
 }
 
+/// Starts a recorder (on `arbiter` when given) and returns the handle everything writes through.
+pub fn start(
+    db: DbPool,
+    metrics: Metrics,
+    tuning: &Tuning,
+    arbiter: Option<&ArbiterHandle>,
+) -> RecorderHandle {
+    let backpressure = Backpressure::new();
+    let (bp, tuning) = (backpressure.clone(), tuning.clone());
+    let make =
+        move |_: &mut Context<DeliveryRecorder>| DeliveryRecorder::new(db, metrics, &tuning, bp);
+    let addr = match arbiter {
+        Some(a) => DeliveryRecorder::start_in_arbiter(a, make),
+        None => DeliveryRecorder::create(make),
+    };
+    RecorderHandle { addr, backpressure }
+}
+
 impl Handler<Record> for DeliveryRecorder {
     type Result = ();
 
     fn handle(&mut self, msg: Record, ctx: &mut Self::Context) {
-        self.pending.fetch_add(1, Ordering::Relaxed);
+        // Counted by the sender (RecorderHandle::record), so the mailbox counts as backlog too.
         self.buffer.push(msg.0);
         if self.buffer.len() >= self.batch {
             self.write(ctx);
@@ -214,5 +313,54 @@ impl Handler<Flush> for DeliveryRecorder {
         Box::pin(async move {
             let _ = rx.await;
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{DeliveryStatus, DeliveryUpdate};
+    use futures::FutureExt;
+
+    #[test]
+    fn outcomes_still_in_the_mailbox_count_as_backlog() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("t.db").to_string_lossy().into_owned();
+        let db = DbPool::new(&crate::config::DatabaseUrl::Sqlite(path)).expect("pool");
+        actix::System::new().block_on(async move {
+            let recorder = start(db, Metrics::new(), &Tuning::default(), None);
+            let now = chrono::Utc::now();
+            for i in 0..3 {
+                recorder.record(Outcome {
+                    attempt: None,
+                    delivery_id: format!("d{i}"),
+                    update: DeliveryUpdate::closed(DeliveryStatus::Cancelled, "test", 0, now),
+                });
+            }
+            // The recorder has not run yet: all three are still in its mailbox.
+            assert_eq!(recorder.backpressure().pending(), 3);
+        });
+    }
+
+    #[test]
+    fn paused_actors_wait_until_the_recorder_is_below_low_water() {
+        let bp = Backpressure::new();
+        bp.handed(HIGH_WATER + 1);
+        assert!(bp.is_behind());
+        let mut rx = bp.subscribe();
+        rx.borrow_and_update();
+        // Writes that leave it above low water wake nobody (no polling either: nothing to wait on).
+        bp.written(HIGH_WATER + 1 - (LOW_WATER + 1));
+        assert!(!bp.is_behind());
+        assert!(
+            rx.changed().now_or_never().is_none(),
+            "woken above low water"
+        );
+        bp.written(1);
+        assert_eq!(bp.pending(), LOW_WATER);
+        assert!(
+            matches!(rx.changed().now_or_never(), Some(Ok(()))),
+            "not woken once caught up"
+        );
     }
 }

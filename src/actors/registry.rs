@@ -1,19 +1,21 @@
 //! The in-memory registry of webhooks, indexed by (tenant, event type); the router keeps it in step
 //! with the database and the intake reads it to find where an event goes.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
 
 use super::status::WebhookStatus;
+use crate::delivery::breaker::CircuitState;
 use crate::domain::Webhook;
 
-/// Shared handle: the router writes, the intake and the health API read.
+/// Shared handle: the router writes, the [`super::Dispatcher`] reads.
 pub type SharedRegistry = Arc<RwLock<Registry>>;
 
 /// Webhooks by id and by (tenant, event type).
 #[derive(Default)]
 pub struct Registry {
-    webhooks: HashMap<i64, Arc<Webhook>>,
+    /// Ordered by id, so that a health page is a range, not a sort of every webhook.
+    webhooks: BTreeMap<i64, Arc<Webhook>>,
     /// Ids by (tenant, event type); a set, so that adding one of 10,000 webhooks on a route is cheap.
     by_route: HashMap<(String, String), BTreeSet<i64>>,
     statuses: HashMap<i64, Arc<WebhookStatus>>,
@@ -78,21 +80,31 @@ impl Registry {
         self.webhooks.get(&id).cloned()
     }
 
-    /// One webhook's status cell.
-    pub fn status(&self, id: i64) -> Option<Arc<WebhookStatus>> {
-        self.statuses.get(&id).cloned()
+    /// A webhook and its status cell.
+    pub fn entry(&self, id: i64) -> Option<(Arc<Webhook>, Arc<WebhookStatus>)> {
+        Some((
+            self.webhooks.get(&id)?.clone(),
+            self.statuses.get(&id)?.clone(),
+        ))
     }
 
-    /// Every webhook, or a tenant's, in id order.
-    pub fn all(&self, tenant_id: Option<&str>) -> Vec<Arc<Webhook>> {
-        let mut out: Vec<_> = self
-            .webhooks
-            .values()
-            .filter(|w| tenant_id.is_none_or(|t| w.tenant_id == t))
-            .cloned()
-            .collect();
-        out.sort_by_key(|w| w.id);
-        out
+    /// Up to `limit` webhooks (a tenant's when given) with ids above `after`, in id order, with
+    /// their status cells; only those whose breaker is in `state` when given.
+    pub fn page(
+        &self,
+        tenant_id: Option<&str>,
+        after: Option<i64>,
+        limit: usize,
+        state: Option<CircuitState>,
+    ) -> Vec<(Arc<Webhook>, Arc<WebhookStatus>)> {
+        let from = after.map_or(i64::MIN, |a| a.saturating_add(1));
+        self.webhooks
+            .range(from..)
+            .filter(|(_, w)| tenant_id.is_none_or(|t| w.tenant_id == t))
+            .filter_map(|(id, w)| Some((w.clone(), self.statuses.get(id)?.clone())))
+            .filter(|(_, s)| state.is_none_or(|st| s.circuit_is(st)))
+            .take(limit)
+            .collect()
     }
 
     /// Number of webhooks whose breaker is open.

@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
 
@@ -11,6 +12,8 @@ use super::registry::SharedRegistry;
 use super::webhook::WebhookActor;
 use super::WebhookDeps;
 use crate::db::models::WebhookChanges;
+use crate::db::store::webhooks::update_webhook;
+use crate::db::DbPool;
 use crate::domain::{DeliveryStatus, Webhook};
 
 /// The router actor.
@@ -64,12 +67,12 @@ impl Router {
 
     fn cancel_orphans(&self, jobs: Vec<Job>) {
         for job in jobs {
-            self.deps.recorder.do_send(Record(Outcome::closed(
+            self.deps.recorder.record(Outcome::closed(
                 job.delivery_id,
                 DeliveryStatus::Cancelled,
                 "webhook deleted",
                 i64::from(job.attempts_made),
-            )));
+            ));
         }
     }
 }
@@ -147,41 +150,109 @@ impl Handler<Dispatch> for Router {
 impl Handler<DisabledByReceiver> for Router {
     type Result = ();
 
-    fn handle(&mut self, msg: DisabledByReceiver, _: &mut Self::Context) {
+    /// The registry stops matching the webhook at once (its actor has already stopped sending),
+    /// and the disable is written through the same store call as the API's updates, retried until
+    /// the database has it. Once written, the registry is brought in line with the database again
+    /// (an admin's change that landed during the retries was overwritten there).
+    fn handle(&mut self, msg: DisabledByReceiver, ctx: &mut Self::Context) {
+        if !self.disable_in_registry(msg.webhook_id, &msg.reason, None) {
+            return;
+        }
+        // Its own task, so that the router keeps routing during an outage, and a write is never
+        // dropped half-way (STACK.md, SQLite on actix).
+        let (db, id, reason) = (self.deps.db.clone(), msg.webhook_id, msg.reason);
+        let write = tokio::spawn(store_disable(db, id, reason.clone()));
+        ctx.spawn(
+            write
+                .into_actor(self)
+                .map(move |stored, act, _| match stored {
+                    Ok(Some(at)) => {
+                        act.disable_in_registry(id, &reason, Some(at));
+                    }
+                    _ => tracing::debug!(webhook_id = id, "410 disable: the webhook is gone"),
+                }),
+        );
+    }
+}
+
+impl Router {
+    /// Marks a webhook disabled in the registry and tells its actor; with `written_at`, only when
+    /// nothing newer than that write reached the registry meanwhile. False when it is unknown.
+    fn disable_in_registry(
+        &mut self,
+        id: i64,
+        reason: &str,
+        written_at: Option<chrono::NaiveDateTime>,
+    ) -> bool {
         let current = self
             .registry
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .get(msg.webhook_id);
-        let Some(current) = current else { return };
+            .get(id);
+        let Some(current) = current else { return false };
+        let newer = written_at.is_some_and(|at| current.updated_at.naive_utc() > at);
+        if newer || (!current.enabled && current.disabled_reason.as_deref() == Some(reason)) {
+            return true;
+        }
         let mut w = (*current).clone();
         w.enabled = false;
-        w.disabled_reason = Some(msg.reason.clone());
+        w.disabled_reason = Some(reason.to_string());
+        if let Some(at) = written_at {
+            w.updated_at = crate::domain::utc(at);
+        }
+        let w = Arc::new(w);
         self.registry
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .upsert(Arc::new(w));
-        let db = self.deps.db.clone();
-        let now = crate::db::store::now();
+            .upsert(w.clone());
+        if let Some(addr) = self.actors.get(&id) {
+            addr.do_send(Configure(w));
+        }
+        true
+    }
+}
+
+/// Writes a receiver's disable, retrying with backoff like the recorder's writes until the
+/// database takes it; answers the `updated_at` written, None when the webhook no longer exists.
+async fn store_disable(
+    db: DbPool,
+    webhook_id: i64,
+    reason: String,
+) -> Option<chrono::NaiveDateTime> {
+    let mut backoff = Duration::from_millis(50);
+    let mut failures = 0u32;
+    loop {
+        // Stamped per try: the write that lands is the one whose time orders it against others.
+        let at = crate::db::store::now();
         let changes = WebhookChanges {
             enabled: Some(false),
-            disabled_reason: Some(Some(msg.reason)),
-            updated_at: Some(now),
+            disabled_reason: Some(Some(reason.clone())),
+            updated_at: Some(at),
             ..Default::default()
         };
-        tokio::spawn(async move {
-            let result = match db.write().await {
-                Ok(mut conn) => {
-                    crate::db::store::webhooks::update_webhook(&mut conn, msg.webhook_id, &changes)
-                        .await
-                        .map_err(|e| e.to_string())
+        let result = match db.write().await {
+            Ok(mut conn) => update_webhook(&mut conn, webhook_id, &changes)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match result {
+            Ok(row) => {
+                if failures > 0 {
+                    tracing::info!(webhook_id, failures, "410 disable stored after retries");
                 }
-                Err(e) => Err(e.to_string()),
-            };
-            if let Err(e) = result {
-                tracing::error!(webhook_id = msg.webhook_id, error = %e, "could not store the 410 disable");
+                return row.map(|_| at);
             }
-        });
+            Err(e) => {
+                failures += 1;
+                tracing::warn!(
+                    webhook_id, error = %e, failures,
+                    "could not store the 410 disable; retrying"
+                );
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }
 

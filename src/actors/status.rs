@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::delivery::breaker::CircuitBreaker;
+use crate::delivery::breaker::{CircuitBreaker, CircuitState};
 use crate::domain::RateLimit;
 
 /// Latencies kept for the percentiles.
@@ -182,6 +182,11 @@ impl WebhookStatus {
                 s.failed += 1
             }
         });
+    }
+
+    /// True while the breaker is in `state`.
+    pub fn circuit_is(&self, state: CircuitState) -> bool {
+        self.with(|s| s.circuit.state == state.as_str())
     }
 
     /// True while the breaker is open.

@@ -8,7 +8,6 @@
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::num::NonZeroU32;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,6 +56,8 @@ pub struct WebhookActor {
     wake: Option<(DateTime<Utc>, SpawnHandle)>,
     /// An idle check of the HTTP client is scheduled.
     idle_check: bool,
+    /// Paused by recorder backpressure, waiting for it to catch up.
+    awaiting_recorder: bool,
     draining: bool,
     retired: bool,
 }
@@ -90,6 +91,7 @@ impl WebhookActor {
             load_again: false,
             wake: None,
             idle_check: false,
+            awaiting_recorder: false,
             draining: false,
             retired: false,
         }
@@ -164,8 +166,8 @@ impl WebhookActor {
             if self.webhook.ordered && !self.waiting.is_empty() {
                 return None; // the head waits for its retry; nothing overtakes it
             }
-            if self.deps.recorder_pending.load(Ordering::Relaxed) > super::recorder::HIGH_WATER {
-                return Some(Duration::from_millis(20));
+            if self.deps.recorder.backpressure().is_behind() && self.wait_for_recorder(ctx) {
+                return None;
             }
             if !self.breaker.try_acquire(now) {
                 return Some(
@@ -187,6 +189,36 @@ impl WebhookActor {
             }
         }
         None
+    }
+
+    /// Sleeps until the recorder has caught up (no polling: with thousands of webhooks holding
+    /// work, a timer each would mean a wake-up storm while the database is slow). False when it
+    /// caught up meanwhile and attempts may go on.
+    fn wait_for_recorder(&mut self, ctx: &mut Context<Self>) -> bool {
+        if self.awaiting_recorder {
+            return true;
+        }
+        let mut caught_up = self.deps.recorder.backpressure().subscribe();
+        // Seen before the check below: a catch-up after it wakes the wait at once.
+        caught_up.borrow_and_update();
+        if !self.deps.recorder.backpressure().is_behind() {
+            return false;
+        }
+        self.awaiting_recorder = true;
+        ctx.spawn(
+            async move { caught_up.changed().await.is_ok() }
+                .into_actor(self)
+                .map(|ok, act, ctx| {
+                    act.awaiting_recorder = false;
+                    if ok {
+                        act.guarded(ctx, |a, c| a.pump(c));
+                    } else {
+                        // The recorder is gone (shutdown): nothing will be written anyway.
+                        tracing::debug!(webhook_id = act.webhook.id, "recorder gone");
+                    }
+                }),
+        );
+        true
     }
 
     fn promote_due(&mut self, now: DateTime<Utc>) {
@@ -219,7 +251,7 @@ impl WebhookActor {
     }
 
     fn start_attempt(&mut self, job: Job, ctx: &mut Context<Self>) {
-        if crate::testing::take_injected_panic(self.webhook.id) {
+        if crate::testing::take_injected_panic(self.webhook.id, &self.webhook.url) {
             panic!("injected fault in webhook actor {}", self.webhook.id);
         }
         let client = match self.client() {
@@ -341,7 +373,7 @@ impl WebhookActor {
                 delivered_at: success.then_some(now),
             },
         };
-        self.deps.recorder.do_send(Record(outcome));
+        self.deps.recorder.record(outcome);
         if !tracked {
             return; // an attempt started before a restart; the reloaded copy carries on
         }
@@ -419,12 +451,12 @@ impl WebhookActor {
         for (row, payload) in rows {
             self.cursor = Some(row.delivery_id.clone());
             let Some(payload) = payload else {
-                self.deps.recorder.do_send(Record(Outcome::closed(
+                self.deps.recorder.record(Outcome::closed(
                     row.delivery_id,
                     DeliveryStatus::Failed,
                     "event payload not found",
                     row.attempt_number,
-                )));
+                ));
                 continue;
             };
             self.accept(Job::from_row(&row, Arc::from(payload)));
@@ -432,7 +464,14 @@ impl WebhookActor {
         self.backlog = full_page || self.load_again;
     }
 
+    /// Forgets everything a run held and rebuilds it from the webhook's settings; the queues are
+    /// paged in again from the database. Nothing of the failed run survives: a panic while the
+    /// half-open probe was in flight would otherwise leave the breaker waiting for that probe
+    /// for good.
     fn reset(&mut self) {
+        self.breaker = CircuitBreaker::new(self.webhook.breaker);
+        self.limiter = build_limiter(&self.webhook);
+        self.awaiting_recorder = false;
         self.ready.clear();
         self.waiting.clear();
         self.known.clear();

@@ -16,7 +16,7 @@ use super::extract::{limit, Json, Query};
 use super::openapi::{op, Op, RecordRequest};
 use super::views::{AttemptView, DeliveryView};
 use super::AppState;
-use crate::actors::messages::{Dispatch, Job, Outcome, Record};
+use crate::actors::messages::{Job, Outcome};
 use crate::db::models::DeliveryRow;
 use crate::db::store::deliveries::{self as store, DeliveryFilter};
 use crate::db::store::{events, webhooks};
@@ -230,14 +230,7 @@ async fn retry(
     st: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
     let row = load(&st, &admin, &id).await?;
-    if st
-        .actors
-        .registry
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(row.webhook_id)
-        .is_none()
-    {
+    if st.dispatcher.webhook(row.webhook_id).is_none() {
         return Err(ApiError::conflict(
             "the webhook of this delivery was deleted",
         ));
@@ -266,13 +259,10 @@ async fn hand_to_router(st: &AppState, row: &DeliveryRow) -> ApiResult<()> {
         // Recorded with a status code and body of its own: they stay on the row.
         closed.update.status_code = row.status_code;
         closed.update.response_body = row.response_body.clone();
-        st.actors.recorder.do_send(Record(closed));
+        st.dispatcher.record(closed);
         return Ok(());
     };
     let job = Job::from_row(row, Arc::from(payload));
-    st.actors.router.do_send(Dispatch {
-        jobs: vec![(row.webhook_id, job)],
-        force: true,
-    });
+    st.dispatcher.redispatch(row.webhook_id, job);
     Ok(())
 }

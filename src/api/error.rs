@@ -164,6 +164,17 @@ impl From<crate::db::PoolError> for ApiError {
     }
 }
 
+impl From<crate::actors::DispatchError> for ApiError {
+    fn from(e: crate::actors::DispatchError) -> Self {
+        match e {
+            crate::actors::DispatchError::Database(m) => {
+                ApiError::unavailable(format!("database error: {m}"))
+            }
+            other => ApiError::internal(other.to_string()),
+        }
+    }
+}
+
 impl From<crate::secrets::SecretError> for ApiError {
     fn from(e: crate::secrets::SecretError) -> Self {
         ApiError::internal(e.to_string())

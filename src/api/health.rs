@@ -3,14 +3,18 @@
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
+use serde::Deserialize;
+use utoipa::IntoParams;
+
 use super::auth::Admin;
 use super::body::path_id;
 use super::error::{ApiError, ApiResult};
+use super::extract::Query;
 use super::openapi::{op, Op};
 use super::AppState;
 use crate::actors::status::HealthView;
 use crate::db::store::deliveries;
-use crate::domain::Webhook;
+use crate::delivery::breaker::CircuitState;
 
 /// Operations of this resource. HEAD is answered like GET for load balancers that probe with it.
 pub fn operations() -> Vec<Op> {
@@ -36,9 +40,11 @@ async fn healthz() -> HttpResponse {
 async fn readyz(st: web::Data<AppState>) -> HttpResponse {
     let draining = st.draining.load(std::sync::atomic::Ordering::Relaxed);
     let database = st.db.ping().await;
-    let actors = st.actors.router.connected() && st.actors.recorder.connected();
-    let ok = database && actors && !draining;
-    let body = json!({ "status": if ok { "ready" } else { "unavailable" }, "database": database, "actors": actors, "draining": draining });
+    let actors = st.dispatcher.is_running();
+    // Without the intake every publish answers 503: not ready, whatever the rest says.
+    let intake = st.intake.is_up();
+    let ok = database && actors && intake && !draining;
+    let body = json!({ "status": if ok { "ready" } else { "unavailable" }, "database": database, "actors": actors, "intake": intake, "draining": draining });
     if ok {
         HttpResponse::Ok().json(body)
     } else {
@@ -55,36 +61,12 @@ async fn metrics(_: Admin, st: web::Data<AppState>) -> ApiResult<HttpResponse> {
             st.metrics.queue_depth.set(n);
         }
     }
-    let open = st
-        .actors
-        .registry
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .open_circuits();
-    st.metrics.circuit_open.set(open as i64);
+    st.metrics
+        .circuit_open
+        .set(st.dispatcher.open_circuits() as i64);
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(st.metrics.render()))
-}
-
-async fn views(
-    st: &AppState,
-    webhooks: Vec<std::sync::Arc<Webhook>>,
-) -> ApiResult<Vec<HealthView>> {
-    let ids: Vec<i64> = webhooks.iter().map(|w| w.id).collect();
-    let mut conn = st.db.read().await?;
-    let counts = deliveries::open_counts(&mut conn, &ids).await?;
-    let reg = st.actors.registry.read().unwrap_or_else(|p| p.into_inner());
-    Ok(webhooks
-        .iter()
-        .filter_map(|w| {
-            let status = reg.status(w.id)?;
-            let open = counts.get(&w.id).copied().unwrap_or(0).max(0) as u64;
-            let mut v = status.view(w.id, w.rate_limit, 0);
-            v.queue.pending = open.saturating_sub(v.queue.in_flight);
-            Some(v)
-        })
-        .collect())
 }
 
 /// The webhook's actor health.
@@ -97,28 +79,67 @@ async fn one_webhook(
 ) -> ApiResult<HttpResponse> {
     let id = path_id(&id, "id")?;
     let w = st
-        .actors
-        .registry
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(id);
-    let w = w.ok_or_else(|| ApiError::not_found(format!("webhook {id} not found")))?;
+        .dispatcher
+        .webhook(id)
+        .ok_or_else(|| ApiError::not_found(format!("webhook {id} not found")))?;
     admin.check_tenant(&w.tenant_id)?;
-    let mut v = views(&st, vec![w]).await?;
-    let one = v
-        .pop()
+    let one = st
+        .dispatcher
+        .health(id)
+        .await?
         .ok_or_else(|| ApiError::not_found(format!("webhook {id} not found")))?;
     Ok(HttpResponse::Ok().json(one))
 }
 
-/// Health of the caller's webhooks.
-#[utoipa::path(get, path = "/api/health/webhooks", responses((status = 200, description = "`{\"webhooks\": [...]}`")))]
-async fn all_webhooks(admin: Admin, st: web::Data<AppState>) -> ApiResult<HttpResponse> {
-    let list = st
-        .actors
-        .registry
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .all(admin.tenant.as_deref());
-    Ok(HttpResponse::Ok().json(json!({ "webhooks": views(&st, list).await? })))
+/// Health pages hold up to 1,000 webhooks, like `GET /api/webhooks`.
+const HEALTH_PAGE_MAX: i64 = 1000;
+
+/// Query of `GET /api/health/webhooks`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HealthQuery {
+    /// Page size (default and most 1000).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<i64>,
+    /// Only ids greater than this (the previous page's `next_after`).
+    pub after: Option<i64>,
+    /// Only webhooks whose breaker is in this state.
+    #[param(pattern = r"^(closed|open|half_open)$")]
+    pub state: Option<String>,
+}
+
+/// Health of the caller's webhooks, paged by webhook id.
+#[utoipa::path(get, path = "/api/health/webhooks", params(HealthQuery),
+    responses((status = 200, description = "`{\"webhooks\": [...], \"next_after\": id | null}`")))]
+async fn all_webhooks(
+    admin: Admin,
+    Query(q): Query<HealthQuery>,
+    st: web::Data<AppState>,
+) -> ApiResult<HttpResponse> {
+    let limit = match q.limit {
+        None => HEALTH_PAGE_MAX,
+        Some(n) if (1..=HEALTH_PAGE_MAX).contains(&n) => n,
+        Some(_) => return Err(ApiError::bad_param("limit", "must be between 1 and 1000")),
+    };
+    let state = q.state.as_deref().map(circuit_state).transpose()?;
+    let page = st
+        .dispatcher
+        .health_page(admin.tenant.as_deref(), q.after, limit as usize, state)
+        .await?;
+    Ok(
+        HttpResponse::Ok()
+            .json(json!({ "webhooks": page.webhooks, "next_after": page.next_after })),
+    )
+}
+
+fn circuit_state(raw: &str) -> ApiResult<CircuitState> {
+    match raw {
+        "closed" => Ok(CircuitState::Closed),
+        "open" => Ok(CircuitState::Open),
+        "half_open" => Ok(CircuitState::HalfOpen),
+        other => Err(ApiError::bad_param(
+            "state",
+            format!("`{other}` is not one of closed, open, half_open"),
+        )),
+    }
 }

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use actix_web::{web, HttpResponse};
 
-use crate::actors::Actors;
+use crate::actors::Dispatcher;
 use crate::config::Config;
 use crate::db::DbPool;
 use crate::intake::Intake;
@@ -35,8 +35,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// The database.
     pub db: DbPool,
-    /// Router, recorder and registry.
-    pub actors: Actors,
+    /// The actor runtime: matching, dispatch, webhook changes, health.
+    pub dispatcher: Dispatcher,
     /// The group-commit intake.
     pub intake: Intake,
     /// Metrics.

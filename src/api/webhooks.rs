@@ -17,7 +17,6 @@ use super::openapi::{op, MatchRequest, Op, WebhookCreate, WebhookUpdate};
 use super::views::WebhookView;
 use super::webhook_input::{check, required, resolve, MatchInput, RotateInput, WebhookInput};
 use super::{validate, AppState};
-use crate::actors::messages::{Remove, Upsert};
 use crate::db::json::Json as JsonColumn;
 use crate::db::models::{NewWebhookRow, WebhookChanges, WebhookRow};
 use crate::db::store::webhooks::{self as store, WebhookFilter};
@@ -172,11 +171,7 @@ async fn create(
     let stored = store::insert_webhook(&mut conn, &row).await?;
     drop(conn);
     let w = stored.into_webhook(&st.cipher)?;
-    st.actors
-        .router
-        .send(Upsert(Arc::new(w.clone())))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+    st.dispatcher.upsert(Arc::new(w.clone())).await?;
     Ok(HttpResponse::Created().json(WebhookView::new(&w, true)))
 }
 
@@ -327,14 +322,10 @@ async fn save(st: &AppState, id: i64, changes: &WebhookChanges) -> ApiResult<Web
     publish_change(st, row).await
 }
 
-/// Tells the router about a stored change before answering.
+/// Tells the runtime about a stored change before answering.
 async fn publish_change(st: &AppState, row: WebhookRow) -> ApiResult<Webhook> {
     let w = row.into_webhook(&st.cipher)?;
-    st.actors
-        .router
-        .send(Upsert(Arc::new(w.clone())))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+    st.dispatcher.upsert(Arc::new(w.clone())).await?;
     Ok(w)
 }
 
@@ -375,11 +366,7 @@ async fn delete(st: &AppState, admin: &Admin, id: i64) -> ApiResult<HttpResponse
         return Err(ApiError::not_found(format!("webhook {id} not found")));
     }
     drop(conn);
-    st.actors
-        .router
-        .send(Remove(id))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+    st.dispatcher.remove(id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -399,12 +386,7 @@ async fn match_event(
         .ok_or_else(|| ApiError::validation("tenant_id", "is required"))?;
     check("tenant_id", validate::tenant_id(&tenant))?;
     admin.check_tenant(&tenant)?;
-    let matches = st
-        .actors
-        .registry
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .matching(&tenant, &event_type);
+    let matches = st.dispatcher.matching(&tenant, &event_type);
     let views: Vec<WebhookView> = matches.iter().map(|w| WebhookView::new(w, false)).collect();
     Ok(HttpResponse::Ok().json(json!({ "webhooks": views })))
 }

@@ -1,0 +1,288 @@
+//! `Dispatcher`: the one face of the actor runtime. The intake and the API match events, hand
+//! committed deliveries over, keep webhooks in step and read their health through it; the registry
+//! lock, the actor addresses and the arbiters stay behind it, and so does shutdown.
+
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+
+use super::messages::{Dispatch, Drain, Job, Outcome, Remove, Upsert};
+use super::recorder::{self, RecorderHandle};
+use super::registry::{Registry, SharedRegistry};
+use super::router::Router;
+use super::status::HealthView;
+use super::{StartParams, WebhookDeps};
+use crate::db::store::deliveries;
+use crate::db::{DbPool, PoolError};
+use crate::delivery::breaker::CircuitState;
+use crate::domain::Webhook;
+
+/// Why the runtime could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    /// The router is gone (shutdown, or a fault).
+    #[error("the actor runtime is not running: {0}")]
+    Stopped(#[from] MailboxError),
+    /// The database did not answer (health reads the open deliveries there).
+    #[error("database: {0}")]
+    Database(String),
+}
+
+impl From<PoolError> for DispatchError {
+    fn from(e: PoolError) -> Self {
+        DispatchError::Database(e.to_string())
+    }
+}
+
+impl From<diesel::result::Error> for DispatchError {
+    fn from(e: diesel::result::Error) -> Self {
+        DispatchError::Database(e.to_string())
+    }
+}
+
+/// One page of `GET /api/health/webhooks`.
+pub struct HealthPage {
+    /// In ascending webhook id.
+    pub webhooks: Vec<HealthView>,
+    /// The last id of a full page when another page follows.
+    pub next_after: Option<i64>,
+}
+
+/// Handle to the running actors; cheap to clone.
+#[derive(Clone)]
+pub struct Dispatcher {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// Owns the webhook actors; every message to them goes through it.
+    router: Addr<Router>,
+    /// Where outcomes without an attempt go; flushed by shutdown.
+    recorder: RecorderHandle,
+    /// Written by the router only; read here, never held across an await or a computation.
+    registry: SharedRegistry,
+    /// For the open-delivery counts of health.
+    db: DbPool,
+    /// Threads of the webhook actors and the recorder: taken (and joined) by
+    /// [`Dispatcher::shutdown`].
+    arbiters: Mutex<Vec<Arbiter>>,
+}
+
+impl Dispatcher {
+    /// Starts the recorder, the router and one actor per webhook (each picks up its waiting
+    /// deliveries). Must run inside an actix `System`.
+    pub fn start(p: StartParams) -> Self {
+        // On PostgreSQL the recorder gets a thread of its own: the write runs on the caller's
+        // runtime, and encoding a large batch must not hold up the router and the intake (p99
+        // latency 14.5 ms → 4.3 ms at 2,000 deliveries/s). SQLite writes already run on the
+        // blocking pool, and there the extra thread only costs wake-ups (15.7k → 13k deliveries/s
+        // in the steady benchmark).
+        let recorder_arbiter = matches!(p.db, DbPool::Pg(_)).then(Arbiter::new);
+        let recorder = recorder::start(
+            p.db.clone(),
+            p.metrics.clone(),
+            &p.tuning,
+            recorder_arbiter.as_ref().map(|a| a.handle()).as_ref(),
+        );
+        let deps = Arc::new(WebhookDeps {
+            db: p.db.clone(),
+            recorder: recorder.clone(),
+            policy: p.policy,
+            tls: p.tls,
+            metrics: p.metrics,
+            tuning: p.tuning,
+        });
+        let mut initial = Registry::default();
+        for w in &p.webhooks {
+            // Filled before anything runs, so the intake matches from the first request on.
+            initial.upsert(w.clone());
+        }
+        let registry: SharedRegistry = Arc::new(RwLock::new(initial));
+        let workers = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .clamp(1, 8);
+        let mut arbiters: Vec<Arbiter> = (0..workers).map(|_| Arbiter::new()).collect();
+        let handles = arbiters.iter().map(|a| a.handle()).collect();
+        let router =
+            Router::new(registry.clone(), deps, handles, p.webhooks, p.with_backlog).start();
+        arbiters.extend(recorder_arbiter);
+        Self {
+            inner: Arc::new(Inner {
+                router,
+                recorder,
+                registry,
+                db: p.db,
+                arbiters: Mutex::new(arbiters),
+            }),
+        }
+    }
+
+    fn registry(&self) -> std::sync::RwLockReadGuard<'_, Registry> {
+        self.inner
+            .registry
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The enabled webhooks an event of `tenant_id` and `event_type` goes to, in id order.
+    pub fn matching(&self, tenant_id: &str, event_type: &str) -> Vec<Arc<Webhook>> {
+        self.registry().matching(tenant_id, event_type)
+    }
+
+    /// The ids of the webhooks each (tenant, event type) goes to, under one read of the registry
+    /// (the intake matches a whole group at once).
+    pub fn matching_ids<'a>(
+        &self,
+        events: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Vec<Vec<i64>> {
+        let reg = self.registry();
+        events
+            .into_iter()
+            .map(|(tenant, ty)| reg.matching(tenant, ty).iter().map(|w| w.id).collect())
+            .collect()
+    }
+
+    /// One live webhook as the runtime knows it.
+    pub fn webhook(&self, id: i64) -> Option<Arc<Webhook>> {
+        self.registry().get(id)
+    }
+
+    /// Hands just-committed deliveries, as (webhook id, job) in acceptance order, to their actors.
+    pub fn dispatch(&self, jobs: Vec<(i64, Job)>) {
+        if !jobs.is_empty() {
+            self.inner.router.do_send(Dispatch { jobs, force: false });
+        }
+    }
+
+    /// Hands one re-opened (or recorded) open delivery to its actor, which takes it even when it
+    /// sits below its paging cursor.
+    pub fn redispatch(&self, webhook_id: i64, job: Job) {
+        self.inner.router.do_send(Dispatch {
+            jobs: vec![(webhook_id, job)],
+            force: true,
+        });
+    }
+
+    /// Records an outcome that needs no attempt (a delivery closed because its payload is gone).
+    pub fn record(&self, outcome: Outcome) {
+        self.inner.recorder.record(outcome);
+    }
+
+    /// A webhook was created or changed (and stored): answers once matching and its actor
+    /// reflect it.
+    pub async fn upsert(&self, webhook: Arc<Webhook>) -> Result<(), DispatchError> {
+        Ok(self.inner.router.send(Upsert(webhook)).await?)
+    }
+
+    /// A webhook was deleted (and its deliveries cancelled): answers once its actor sends no more.
+    pub async fn remove(&self, id: i64) -> Result<(), DispatchError> {
+        Ok(self.inner.router.send(Remove(id)).await?)
+    }
+
+    /// True while the router and the recorder run.
+    pub fn is_running(&self) -> bool {
+        self.inner.router.connected() && self.inner.recorder.connected()
+    }
+
+    /// Number of webhooks whose breaker is open.
+    pub fn open_circuits(&self) -> usize {
+        self.registry().open_circuits()
+    }
+
+    /// The health of one webhook; None when it does not exist.
+    pub async fn health(&self, id: i64) -> Result<Option<HealthView>, DispatchError> {
+        let Some(entry) = self.registry().entry(id) else {
+            return Ok(None);
+        };
+        Ok(self.views(vec![entry]).await?.pop())
+    }
+
+    /// A page of health views: `tenant`'s webhooks (every tenant's when None) after the id `after`,
+    /// at most `limit`, only those whose breaker is in `state` when given.
+    pub async fn health_page(
+        &self,
+        tenant: Option<&str>,
+        after: Option<i64>,
+        limit: usize,
+        state: Option<CircuitState>,
+    ) -> Result<HealthPage, DispatchError> {
+        // Only the page's entries are copied under the lock; percentiles are computed after it is
+        // released, so that a large health page never holds up the intake's matching.
+        let mut entries = self.registry().page(tenant, after, limit + 1, state);
+        let more = entries.len() > limit;
+        entries.truncate(limit);
+        let next_after = if more {
+            entries.last().map(|(w, _)| w.id)
+        } else {
+            None
+        };
+        Ok(HealthPage {
+            webhooks: self.views(entries).await?,
+            next_after,
+        })
+    }
+
+    async fn views(
+        &self,
+        entries: Vec<(Arc<Webhook>, Arc<super::status::WebhookStatus>)>,
+    ) -> Result<Vec<HealthView>, DispatchError> {
+        // One page binds at most 1,000 ids: well inside PostgreSQL's 65,535 parameters.
+        let ids: Vec<i64> = entries.iter().map(|(w, _)| w.id).collect();
+        let mut conn = self.inner.db.read().await?;
+        let counts = deliveries::open_counts(&mut conn, &ids).await?;
+        drop(conn);
+        Ok(entries
+            .into_iter()
+            .map(|(w, status)| {
+                let open = counts.get(&w.id).copied().unwrap_or(0).max(0) as u64;
+                let mut v = status.view(w.id, w.rate_limit, 0);
+                v.queue.pending = open.saturating_sub(v.queue.in_flight);
+                v
+            })
+            .collect())
+    }
+
+    /// Shutdown: stops new attempts and waits (up to `drain_timeout`) for those in flight, writes
+    /// every outcome, then stops the actor threads and waits for them, so that their database
+    /// connections are closed when this returns (a restart on the same SQLite file finds it
+    /// unlocked).
+    pub async fn shutdown(&self, drain_timeout: Duration) {
+        self.drain(drain_timeout).await;
+        self.inner.recorder.flush().await;
+        let arbiters: Vec<Arbiter> = std::mem::take(
+            &mut *self
+                .inner
+                .arbiters
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        for arbiter in &arbiters {
+            arbiter.stop();
+        }
+        let _ = tokio::task::spawn_blocking(move || {
+            for arbiter in arbiters {
+                let _ = arbiter.join();
+            }
+        })
+        .await;
+    }
+
+    async fn drain(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let in_flight = self.inner.router.send(Drain).await.unwrap_or(0);
+            if in_flight == 0 || Instant::now() >= deadline {
+                if in_flight > 0 {
+                    tracing::warn!(
+                        in_flight,
+                        "drain timeout: unfinished attempts go out after the next start"
+                    );
+                }
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
