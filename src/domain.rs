@@ -242,6 +242,9 @@ pub struct DeliveryView {
     /// Only on `GET /api/webhooks/deliveries/{id}`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attempts: Option<Vec<AttemptView>>,
+    /// Only on `GET /api/webhooks/deliveries/{id}`: the JSON body sent to the receiver.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload: Option<serde_json::Value>,
 }
 
 impl From<DeliveryRow> for DeliveryView {
@@ -261,6 +264,7 @@ impl From<DeliveryRow> for DeliveryView {
             created_at: utc(r.created_at),
             delivered_at: r.delivered_at.map(utc),
             attempts: None,
+            payload: None,
         }
     }
 }

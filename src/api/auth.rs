@@ -23,6 +23,8 @@ pub struct Admin {
     pub tenant: Option<String>,
     /// For `created_by` / `updated_by`.
     pub name: String,
+    /// The tenant key used (None for the global admin), for `GET /api/whoami`.
+    pub key_id: Option<String>,
 }
 
 impl Admin {
@@ -104,6 +106,7 @@ pub async fn admin(req: &HttpRequest, st: &AppState) -> ApiResult<Admin> {
                 global: true,
                 tenant: header_tenant,
                 name: "admin".into(),
+                key_id: None,
             }),
             Some(_) => Err(ApiError::unauthorized("missing bearer token")),
         };
@@ -113,6 +116,7 @@ pub async fn admin(req: &HttpRequest, st: &AppState) -> ApiResult<Admin> {
             global: true,
             tenant: header_tenant,
             name: "admin".into(),
+            key_id: None,
         });
     }
     if let Some(key) = find_key(st, &token).await? {
@@ -128,6 +132,7 @@ pub async fn admin(req: &HttpRequest, st: &AppState) -> ApiResult<Admin> {
             global: false,
             tenant: Some(key.tenant_id),
             name: format!("key:{}", key.name),
+            key_id: Some(key.key_id),
         });
     }
     Err(ApiError::unauthorized("invalid credentials"))

@@ -71,6 +71,8 @@ async fn list(req: HttpRequest, st: web::Data<AppState>) -> ApiResult<HttpRespon
             "limit",
             "before",
             "tenant_id",
+            "since",
+            "until",
         ],
     )?;
     if let Some(s) = q.str("status") {
@@ -96,6 +98,8 @@ async fn list(req: HttpRequest, st: web::Data<AppState>) -> ApiResult<HttpRespon
         event_id: q.str("event_id").map(str::to_string),
         status: q.str("status").map(str::to_string),
         event_type: q.str("event_type").map(str::to_string),
+        since: super::console_api::time_param(q.str("since"), "since")?,
+        until: super::console_api::time_param(q.str("until"), "until")?,
         before: q.str("before").map(str::to_string),
         limit,
     };
@@ -126,7 +130,10 @@ async fn get(
     let row = load(&st, &admin, &id).await?;
     let mut conn = st.db.read().await?;
     let attempts = store::list_attempts(&mut conn, &row.delivery_id).await?;
+    let payload = events::find_payload(&mut conn, &row.event_id).await?;
     let mut view = DeliveryView::from(row);
+    // The stored payload is the exact body every receiver gets.
+    view.payload = payload.and_then(|p| serde_json::from_str(&p).ok());
     view.attempts = Some(attempts.into_iter().map(AttemptView::from).collect());
     Ok(HttpResponse::Ok().json(view))
 }
@@ -224,7 +231,7 @@ async fn retry(
 }
 
 /// Gives an open delivery to its webhook's actor (it may sit below the actor's paging cursor).
-async fn hand_to_router(st: &AppState, row: &DeliveryRow) -> ApiResult<()> {
+pub(crate) async fn hand_to_router(st: &AppState, row: &DeliveryRow) -> ApiResult<()> {
     let mut conn = st.db.read().await?;
     let Some(payload) = events::find_payload(&mut conn, &row.event_id).await? else {
         // Recorded from outside for an event this dispatcher never stored: nothing to send.

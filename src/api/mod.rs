@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod console_api;
 pub mod deliveries;
 pub mod error;
 pub mod events;
@@ -46,6 +47,7 @@ pub struct AppState {
 /// Every route; deliveries come before `/api/webhooks/{id}` so that `deliveries` is not taken for an id.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     deliveries::configure(cfg);
+    console_api::configure(cfg);
     webhooks::configure(cfg);
     events::configure(cfg);
     keys::configure(cfg);
