@@ -15,7 +15,9 @@ use super::error::{ApiError, ApiResult};
 use super::AppState;
 use crate::actors::messages::{Dispatch, Job};
 use crate::db::store::recover::{payloads, reopen_failed_batch};
-use crate::db::store::stats::{attempt_groups, delivery_counts, Histogram, StatsScope, StatusCount};
+use crate::db::store::stats::{
+    attempt_groups, delivery_counts, Histogram, StatsScope, StatusCount,
+};
 use crate::domain::ALL_STATUSES;
 
 /// Routes of this resource (after the delivery routes, like every `/api/webhooks/{id}/…`).
@@ -89,8 +91,15 @@ async fn stats(req: HttpRequest, st: web::Data<AppState>) -> ApiResult<HttpRespo
     if let Some(t) = q.str("event_type") {
         super::validate::event_name(t).map_err(|m| ApiError::bad_param("event_type", m))?;
     }
-    // Whole seconds, so buckets start on whole seconds (see `stats::attempts_sql`).
-    let to = Utc::now().trunc_subsecs(0);
+    // Now, rounded up to a whole second so that buckets start on whole seconds (see
+    // `stats::attempts_sql`) and what happened this very second is in the window.
+    let now = Utc::now();
+    let to = now.trunc_subsecs(0)
+        + if now.timestamp_subsec_nanos() > 0 {
+            Duration::seconds(1)
+        } else {
+            Duration::zero()
+        };
     let from = to - Duration::seconds(seconds);
     let scope = StatsScope {
         from: from.naive_utc(),
@@ -110,7 +119,10 @@ async fn stats(req: HttpRequest, st: web::Data<AppState>) -> ApiResult<HttpRespo
     });
     let deliveries = delivery_doc(&counts);
     let (attempts, latency, buckets) = attempt_doc(&scope, &groups, from);
-    let (ok, failed) = (deliveries["success"].as_i64(), deliveries["failed"].as_i64());
+    let (ok, failed) = (
+        deliveries["success"].as_i64(),
+        deliveries["failed"].as_i64(),
+    );
     let rate = match (ok.unwrap_or(0), failed.unwrap_or(0)) {
         (0, 0) => Value::Null,
         (s, f) => json!(s as f64 / (s + f) as f64),
@@ -127,9 +139,16 @@ async fn stats(req: HttpRequest, st: web::Data<AppState>) -> ApiResult<HttpRespo
 
 fn delivery_doc(counts: &[StatusCount]) -> Value {
     let mut doc = serde_json::Map::new();
-    doc.insert("total".into(), json!(counts.iter().map(|c| c.n).sum::<i64>()));
+    doc.insert(
+        "total".into(),
+        json!(counts.iter().map(|c| c.n).sum::<i64>()),
+    );
     for status in ALL_STATUSES {
-        let n: i64 = counts.iter().filter(|c| c.status == status).map(|c| c.n).sum();
+        let n: i64 = counts
+            .iter()
+            .filter(|c| c.status == status)
+            .map(|c| c.n)
+            .sum();
         doc.insert(status.into(), json!(n));
     }
     Value::Object(doc)
@@ -158,7 +177,8 @@ fn attempt_doc(
         }
     }
     let attempts = json!({ "total": all.len(), "ok": ok_total, "failed": all.len() - ok_total });
-    let latency = json!({ "p50": all.percentile(50), "p90": all.percentile(90), "p99": all.percentile(99) });
+    let latency =
+        json!({ "p50": all.percentile(50), "p90": all.percentile(90), "p99": all.percentile(99) });
     let buckets: Vec<Value> = per
         .iter()
         .enumerate()
@@ -272,16 +292,16 @@ async fn hand_over(st: &AppState, rows: Vec<crate::db::models::DeliveryRow>) -> 
             continue;
         };
         jobs.push((
-                r.webhook_id,
-                Job {
-                    delivery_id: r.delivery_id.clone(),
-                    event_id: r.event_id.clone(),
-                    event_type: r.event_type.clone(),
-                    payload: Arc::from(payload.as_str()),
-                    attempts_made: u32::try_from(r.attempt_number).unwrap_or(0),
-                    due: None,
-                },
-            ));
+            r.webhook_id,
+            Job {
+                delivery_id: r.delivery_id.clone(),
+                event_id: r.event_id.clone(),
+                event_type: r.event_type.clone(),
+                payload: Arc::from(payload.as_str()),
+                attempts_made: u32::try_from(r.attempt_number).unwrap_or(0),
+                due: None,
+            },
+        ));
     }
     st.actors.router.do_send(Dispatch { jobs, force: true });
     Ok(())

@@ -48,6 +48,8 @@ use super::AppState;
         super::deliveries::RecordInput,
         super::keys::KeyInput,
         super::keys::KeyView,
+        super::console_api::WhoamiView,
+        super::console_api::RecoverInput,
     ))
 )]
 struct Base;
@@ -232,6 +234,30 @@ const ROUTES: &[Route] = &[
         None,
     ),
     (
+        HttpMethod::Get,
+        "/api/whoami",
+        "Who the credentials belong to (console sign-in)",
+        None,
+        "200",
+        Some("WhoamiView"),
+    ),
+    (
+        HttpMethod::Get,
+        "/api/stats",
+        "Delivery and attempt statistics over a window, in 60 buckets",
+        None,
+        "200",
+        None,
+    ),
+    (
+        HttpMethod::Post,
+        "/api/webhooks/{id}/recover",
+        "Send every failed delivery of a window again (same delivery ids)",
+        Some("RecoverRequest"),
+        "202",
+        None,
+    ),
+    (
         HttpMethod::Post,
         "/api/keys",
         "Create a tenant API key (global admin)",
@@ -300,6 +326,10 @@ enum Kind {
     Tenant,
     /// A delivery status.
     Status,
+    /// A `/api/stats` window.
+    Window,
+    /// An RFC 3339 time.
+    Time,
 }
 
 const QUERY: &[QueryParam] = &[
@@ -382,6 +412,42 @@ const QUERY: &[QueryParam] = &[
         Kind::Tenant,
         false,
     ),
+    (
+        HttpMethod::Get,
+        "/api/webhooks/deliveries",
+        "since",
+        Kind::Time,
+        false,
+    ),
+    (
+        HttpMethod::Get,
+        "/api/webhooks/deliveries",
+        "until",
+        Kind::Time,
+        false,
+    ),
+    (HttpMethod::Get, "/api/stats", "window", Kind::Window, false),
+    (
+        HttpMethod::Get,
+        "/api/stats",
+        "tenant_id",
+        Kind::Tenant,
+        false,
+    ),
+    (
+        HttpMethod::Get,
+        "/api/stats",
+        "webhook_id",
+        Kind::Int,
+        false,
+    ),
+    (
+        HttpMethod::Get,
+        "/api/stats",
+        "event_type",
+        Kind::Str,
+        false,
+    ),
 ];
 
 const TENANT_PATTERN: &str = "^[A-Za-z0-9_.:-]{1,128}$";
@@ -404,6 +470,14 @@ fn kind_schema(kind: Kind) -> ObjectBuilder {
         Kind::Status => ObjectBuilder::new()
             .schema_type(Type::String)
             .enum_values(Some(crate::domain::ALL_STATUSES.iter().copied())),
+        Kind::Window => ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(
+                super::console_api::WINDOWS.iter().map(|(name, _)| *name),
+            )),
+        Kind::Time => ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))),
     }
 }
 
@@ -497,6 +571,10 @@ fn request_schemas() -> Vec<(&'static str, RefOr<Schema>)> {
             ),
         ),
         (
+            "RecoverRequest",
+            requiring("RecoverInput", &[("since", text.clone())]),
+        ),
+        (
             "KeyRequest",
             requiring("KeyInput", &[("tenant_id", text.clone()), ("role", text)]),
         ),
@@ -541,6 +619,8 @@ fn operation(route: &Route) -> utoipa::openapi::path::Operation {
     }
     if path.starts_with("/api/webhooks")
         || path.starts_with("/api/health")
+        || path.starts_with("/api/stats")
+        || path.starts_with("/api/whoami")
         || path.starts_with("/api/events")
         || path.starts_with("/api/inngest")
         || path.starts_with("/e/")
@@ -672,5 +752,8 @@ mod tests {
         assert!(doc["paths"]["/api/webhooks"]["post"].is_object());
         assert!(doc["paths"]["/api/webhooks/{id}"]["patch"].is_object());
         assert!(doc["components"]["schemas"]["WebhookView"].is_object());
+        assert!(doc["paths"]["/api/stats"]["get"].is_object());
+        assert!(doc["paths"]["/api/whoami"]["get"].is_object());
+        assert!(doc["paths"]["/api/webhooks/{id}/recover"]["post"].is_object());
     }
 }

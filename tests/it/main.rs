@@ -3,6 +3,7 @@
 
 mod utils;
 
+mod console_api;
 mod dispatch;
 mod reliability;
 mod security;

@@ -54,7 +54,10 @@ pub async fn reopen_failed_batch(
 }
 
 /// The stored payloads of these events.
-pub async fn payloads(conn: &mut DbConn, event_ids: &[&str]) -> QueryResult<HashMap<String, String>> {
+pub async fn payloads(
+    conn: &mut DbConn,
+    event_ids: &[&str],
+) -> QueryResult<HashMap<String, String>> {
     if event_ids.is_empty() {
         return Ok(HashMap::new());
     }
