@@ -12,6 +12,7 @@
 //! - [`actors`]: router, one supervised webhook actor per registration, the delivery recorder.
 //! - [`delivery`]: signing, retry, circuit breaker, URL guard and the HTTP sender (pure, unit-tested).
 //! - [`api`]: the REST API (actix-web), one module per resource.
+//! - [`console`]: the ops console, embedded assets served under `/console/`.
 //! - [`domain`], [`secrets`], [`metrics`]: shared types, secrets at rest, Prometheus families.
 
 pub mod actors;
@@ -19,6 +20,7 @@ pub mod api;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod db;
 pub mod delivery;
 pub mod domain;
