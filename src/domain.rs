@@ -242,9 +242,11 @@ pub struct DeliveryView {
     /// Only on `GET /api/webhooks/deliveries/{id}`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attempts: Option<Vec<AttemptView>>,
-    /// Only on `GET /api/webhooks/deliveries/{id}`: the JSON body sent to the receiver.
+    /// Only on `GET /api/webhooks/deliveries/{id}`: the JSON body sent to the receiver, as sent
+    /// (raw, so its key order and numbers are the receiver's).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub payload: Option<serde_json::Value>,
+    #[schema(value_type = Option<Object>)]
+    pub payload: Option<Box<serde_json::value::RawValue>>,
 }
 
 impl From<DeliveryRow> for DeliveryView {

@@ -133,7 +133,7 @@ async fn get(
     let payload = events::find_payload(&mut conn, &row.event_id).await?;
     let mut view = DeliveryView::from(row);
     // The stored payload is the exact body every receiver gets.
-    view.payload = payload.and_then(|p| serde_json::from_str(&p).ok());
+    view.payload = payload.and_then(|p| serde_json::value::RawValue::from_string(p).ok());
     view.attempts = Some(attempts.into_iter().map(AttemptView::from).collect());
     Ok(HttpResponse::Ok().json(view))
 }

@@ -35,7 +35,11 @@ const ASSETS: [(&str, &str, &[u8]); 4] = [
         "text/css; charset=utf-8",
         include_bytes!("assets/style.css"),
     ),
-    ("icon.svg", "image/svg+xml", include_bytes!("assets/icon.svg")),
+    (
+        "icon.svg",
+        "image/svg+xml",
+        include_bytes!("assets/icon.svg"),
+    ),
 ];
 
 const INDEX: &str = include_str!("assets/index.html");
@@ -122,7 +126,13 @@ mod tests {
 
     #[test]
     fn the_policy_allows_nothing_inline_or_remote() {
-        for bad in ["unsafe-inline", "unsafe-eval", "*", "http", "strict-dynamic"] {
+        for bad in [
+            "unsafe-inline",
+            "unsafe-eval",
+            "*",
+            "http",
+            "strict-dynamic",
+        ] {
             assert!(!CSP.contains(bad), "{bad}");
         }
     }
@@ -131,7 +141,13 @@ mod tests {
     fn scripts_build_text_not_html() {
         for (name, _, bytes) in ASSETS {
             let text = String::from_utf8_lossy(bytes);
-            for bad in ["innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("] {
+            for bad in [
+                "innerHTML",
+                "outerHTML",
+                "insertAdjacentHTML",
+                "document.write",
+                "eval(",
+            ] {
                 assert!(!text.contains(bad), "{name} uses {bad}");
             }
         }

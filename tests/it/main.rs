@@ -4,6 +4,7 @@
 mod utils;
 
 mod console_api;
+mod console_browser;
 mod dispatch;
 mod reliability;
 mod security;
