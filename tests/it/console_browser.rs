@@ -3,7 +3,8 @@
 //! every page (2 cores: one browser, one server), taking the README's screenshots on the way.
 //!
 //! Without `chromium` and `chromedriver` the browser test prints one line and passes, unless
-//! `BEEMA_TEST_STRICT=1` (CI), where it fails.
+//! `BEEMA_TEST_STRICT=1` (CI), where it fails. `BEEMA_SCREENSHOTS=1` refreshes the README's
+//! screenshots in `tests/screenshots/`.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -267,9 +268,15 @@ async fn testid(c: &Client, id: &str) -> fantoccini::elements::Element {
         .unwrap_or_else(|e| panic!("no {id}: {e}"))
 }
 
+/// Saves a screenshot: into `tests/screenshots` (the README's) with `BEEMA_SCREENSHOTS=1`, else
+/// beside the build, so that a test run leaves the working tree clean.
 async fn screenshot(c: &Client, name: &str) {
     let png = c.screenshot().await.expect("screenshot");
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/screenshots");
+    let dir = if std::env::var("BEEMA_SCREENSHOTS").as_deref() == Ok("1") {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/screenshots")
+    } else {
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots")
+    };
     std::fs::create_dir_all(&dir).expect("screenshots dir");
     std::fs::write(dir.join(format!("{name}.png")), png).expect("write screenshot");
 }
