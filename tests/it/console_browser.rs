@@ -706,9 +706,18 @@ async fn walk(c: &Client, s: &TestServer, w: &World) {
         .await,
         json!(true)
     );
-    // Their own pages still open.
+    // Those refusals were expected; the tenant's own pages open, act and log nothing.
+    let _expected = browser_errors(c).await;
     c.goto(&format!("{}/console/#/webhooks/{}", s.base, w.slack))
         .await
         .unwrap();
     testid(c, "webhook-settings").await;
+    testid(c, "test-send-button").await.click().await.unwrap();
+    until(c, "the test send answered in the notice", "return document.querySelector('[data-testid=notice]').textContent.startsWith('Test event sent');", LIVE).await;
+    until(c, "the test delivery listed live", "return [...document.querySelectorAll('[data-testid=page-webhook] [data-testid=delivery-row]')].some(r => r.querySelector('[data-testid=delivery-event-type]').textContent === 'webhook/test');", LIVE).await;
+    let errors = browser_errors(c).await;
+    assert!(
+        errors.is_empty(),
+        "browser errors on the tenant's own pages: {errors:?}"
+    );
 }

@@ -438,7 +438,8 @@ function webhookPage(id) {
       ["Rate limit", w.rate_limit ? `${w.rate_limit.perSecond}/s, burst ${w.rate_limit.burst}` : "unlimited"],
       ["Circuit breaker", `${w.circuit_breaker.failureThreshold} failures, cooldown ${w.circuit_breaker.cooldownMs} ms`],
       ["Timeout", `${w.timeout_ms} ms`], ["Ordered", w.ordered ? "yes" : "no"],
-      ["Disabled because", orDash(w.disabled_reason)], ["Updated", time(w.updated_at)],
+      ["Disabled because", orDash(w.disabled_reason)], ["Created", time(w.created_at)],
+      ["Created by", orDash(w.created_by)], ["Updated", time(w.updated_at)], ["Updated by", orDash(w.updated_by)],
     ];
     fill(built.settings, fields.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v instanceof Node ? v : String(v))]));
     fill(built.health.circuit, circuitBadge(h && h.circuit.state));
@@ -507,7 +508,28 @@ function deliveriesPage(params) {
     }
     return q;
   };
+  // Checked here so that a typo shows in the notice instead of a refused call.
+  const valid = () => {
+    for (const key of ["since", "until"]) {
+      const v = inputs[key].value.trim();
+      if (!v) continue;
+      const d = new Date(v);
+      if (Number.isNaN(d.getTime())) return `${key}: not a time`;
+      inputs[key].value = d.toISOString();
+    }
+    const wid = inputs.webhook_id.value.trim();
+    if (wid && !/^[1-9][0-9]{0,17}$/.test(wid)) return "webhook: a webhook id is a number";
+    const tenant = inputs.tenant_id && inputs.tenant_id.value.trim();
+    if (tenant && !/^[A-Za-z0-9_.:-]{1,128}$/.test(tenant)) return "tenant: letters, digits and _ . : - only";
+    return null;
+  };
   const apply = () => {
+    const problem = valid();
+    if (problem) {
+      notice(problem, true);
+      return;
+    }
+    notice("");
     history.replaceState(null, "", `#/deliveries${applied().toString() ? `?${applied()}` : ""}`);
     cursors.length = 0;
     before = null;
@@ -530,6 +552,7 @@ function deliveriesPage(params) {
     refresh();
   });
   const refresh = async () => {
+    if (valid()) return true;
     const q = applied();
     q.set("limit", "50");
     if (before) q.set("before", before);
