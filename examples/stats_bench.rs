@@ -39,7 +39,11 @@ async fn main() -> anyhow::Result<()> {
     };
     let result = run(&url).await;
     if let Some((base, name)) = pg_admin {
-        admin(&base, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await?;
+        admin(
+            &base,
+            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        )
+        .await?;
     }
     result
 }
@@ -72,23 +76,29 @@ async fn run(url: &DatabaseUrl) -> anyhow::Result<()> {
                 webhook_id: None,
                 event_type: None,
             };
-            let mut times = Vec::new();
+            let (mut times, mut split) = (Vec::new(), Vec::new());
             let mut counted = 0;
             for _ in 0..5 {
                 let mut conn = pool.read().await?;
                 let t = Instant::now();
                 let d = delivery_counts(&mut conn, &scope).await?;
+                let half = t.elapsed();
                 let a = attempt_groups(&mut conn, &scope).await?;
                 times.push(t.elapsed());
+                split.push((half, t.elapsed() - half));
                 counted = d.iter().map(|c| c.n).sum::<i64>();
                 let _ = a.len();
             }
             times.sort();
+            split.sort();
             println!(
-                "window={window:>3} tenant={:<8} deliveries={counted:>7}  median {:>7.1?}  max {:>7.1?}",
+                "window={window:>3} tenant={:<8} deliveries={counted:>7}  median {:>7.1?}  max {:>7.1?}  \
+                 (deliveries {:.1?} + attempts {:.1?})",
                 tenant.as_deref().unwrap_or("all"),
                 times[2],
-                times[4]
+                times[4],
+                split[2].0,
+                split[2].1
             );
         }
     }
