@@ -76,6 +76,7 @@ pub async fn run(
             )
             .app_data(state.clone())
             .configure(api::configure)
+            .configure(crate::console::configure)
             .default_service(web::to(api::not_found))
     })
     .listen(listener)

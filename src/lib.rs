@@ -13,6 +13,7 @@
 //!   the intake and the API use them only through [`actors::Dispatcher`].
 //! - [`delivery`]: signing, retry, circuit breaker, URL guard and the HTTP sender (pure, unit-tested).
 //! - [`api`]: the REST API (actix-web), one module per resource.
+//! - [`console`]: the ops console, embedded assets served under `/console/`.
 //! - [`domain`]: webhooks, delivery statuses and transitions; plain types that import nothing of
 //!   the crate. Storage converts rows to and from them (`db::models`), the API renders them
 //!   (`api::views`).
@@ -23,6 +24,7 @@ pub mod api;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod db;
 pub mod delivery;
 pub mod domain;

@@ -159,10 +159,19 @@ impl Dispatcher {
     /// Hands one re-opened (or recorded) open delivery to its actor, which takes it even when it
     /// sits below its paging cursor.
     pub fn redispatch(&self, webhook_id: i64, job: Job) {
-        self.inner.router.do_send(Dispatch {
-            jobs: vec![(webhook_id, job)],
-            force: true,
-        });
+        self.redispatch_all(vec![(webhook_id, job)]);
+    }
+
+    /// [`Self::redispatch`] for many re-opened deliveries, as (webhook id, job).
+    pub fn redispatch_all(&self, jobs: Vec<(i64, Job)>) {
+        if !jobs.is_empty() {
+            self.inner.router.do_send(Dispatch { jobs, force: true });
+        }
+    }
+
+    /// Enabled webhooks that `keep` accepts, counted by breaker state: (closed, open, half-open).
+    pub fn circuit_counts(&self, keep: impl Fn(&Webhook) -> bool) -> (u64, u64, u64) {
+        self.registry().circuit_counts(keep)
     }
 
     /// Records an outcome that needs no attempt (a delivery closed because its payload is gone).

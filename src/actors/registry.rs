@@ -107,6 +107,27 @@ impl Registry {
             .collect()
     }
 
+    /// Enabled webhooks that `keep` accepts, counted by breaker state: (closed, open, half-open).
+    pub fn circuit_counts(&self, keep: impl Fn(&Webhook) -> bool) -> (u64, u64, u64) {
+        let mut counts = (0, 0, 0);
+        for (id, w) in &self.webhooks {
+            let Some(status) = self.statuses.get(id) else {
+                continue;
+            };
+            if !w.enabled || !keep(w) {
+                continue;
+            }
+            if status.circuit_is(CircuitState::Open) {
+                counts.1 += 1;
+            } else if status.circuit_is(CircuitState::HalfOpen) {
+                counts.2 += 1;
+            } else {
+                counts.0 += 1;
+            }
+        }
+        counts
+    }
+
     /// Number of webhooks whose breaker is open.
     pub fn open_circuits(&self) -> usize {
         self.statuses

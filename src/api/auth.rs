@@ -23,6 +23,8 @@ pub struct Admin {
     pub tenant: Option<String>,
     /// For `created_by` / `updated_by`.
     pub name: String,
+    /// The tenant key used (None for the global admin), for `GET /api/whoami`.
+    pub key_id: Option<String>,
 }
 
 impl Admin {
@@ -115,6 +117,7 @@ pub async fn admin(req: &HttpRequest, st: &AppState) -> ApiResult<Admin> {
         global: true,
         tenant: tenant_header(req)?,
         name: "admin".into(),
+        key_id: None,
     })
 }
 
@@ -132,6 +135,7 @@ fn tenant_admin(req: &HttpRequest, key: crate::db::models::ApiKeyRow) -> ApiResu
         global: false,
         tenant: Some(key.tenant_id),
         name: format!("key:{}", key.name),
+        key_id: Some(key.key_id),
     })
 }
 

@@ -53,6 +53,12 @@ pub struct ListQuery {
     /// Only this tenant (the global admin; a tenant key sees its own).
     #[param(pattern = r"^[A-Za-z0-9_.:-]{1,128}$")]
     pub tenant_id: Option<String>,
+    /// Only deliveries created at or after this time (RFC 3339).
+    #[param(format = DateTime)]
+    pub since: Option<String>,
+    /// Only deliveries created before this time (RFC 3339).
+    #[param(format = DateTime)]
+    pub until: Option<String>,
 }
 
 /// The `{delivery_id}` of a delivery path.
@@ -122,6 +128,8 @@ async fn list(
         event_id: q.event_id,
         status,
         event_type: q.event_type,
+        since: super::console_api::time_param(q.since.as_deref(), "since")?,
+        until: super::console_api::time_param(q.until.as_deref(), "until")?,
         before: q.before,
         limit,
     };
@@ -154,7 +162,10 @@ async fn get(
     let row = load(&st, &admin, &id).await?;
     let mut conn = st.db.read().await?;
     let attempts = store::list_attempts(&mut conn, &row.delivery_id).await?;
+    let payload = events::find_payload(&mut conn, &row.event_id).await?;
     let mut view = DeliveryView::from(row);
+    // The stored payload is the exact body every receiver gets.
+    view.payload = payload.and_then(|p| serde_json::value::RawValue::from_string(p).ok());
     view.attempts = Some(attempts.into_iter().map(AttemptView::from).collect());
     Ok(HttpResponse::Ok().json(view))
 }
@@ -246,7 +257,7 @@ async fn retry(
 }
 
 /// Gives an open delivery to its webhook's actor (it may sit below the actor's paging cursor).
-async fn hand_to_router(st: &AppState, row: &DeliveryRow) -> ApiResult<()> {
+pub(crate) async fn hand_to_router(st: &AppState, row: &DeliveryRow) -> ApiResult<()> {
     let mut conn = st.db.read().await?;
     let Some(payload) = events::find_payload(&mut conn, &row.event_id).await? else {
         // Recorded from outside for an event this dispatcher never stored: nothing to send.

@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod console_api;
 pub mod deliveries;
 pub mod error;
 pub mod events;
@@ -52,6 +53,7 @@ pub struct AppState {
 pub fn operations() -> Vec<openapi::Op> {
     [
         deliveries::operations(),
+        console_api::operations(),
         webhooks::operations(),
         events::operations(),
         keys::operations(),

@@ -120,6 +120,8 @@ pub fn route_table(ops: &[Op]) -> Vec<(Method, String)> {
         KeyRequest,
         EventRequest,
         EventBatch,
+        super::console_api::WhoamiView,
+        super::console_api::RecoverInput,
     ))
 )]
 struct Base;

@@ -90,6 +90,11 @@ pub struct DeliveryView {
     /// Only on `GET /api/webhooks/deliveries/{id}`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attempts: Option<Vec<AttemptView>>,
+    /// Only on `GET /api/webhooks/deliveries/{id}`: the JSON body sent to the receiver, as sent
+    /// (raw, so its key order and numbers are the receiver's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub payload: Option<Box<serde_json::value::RawValue>>,
 }
 
 impl From<DeliveryRow> for DeliveryView {
@@ -109,6 +114,7 @@ impl From<DeliveryRow> for DeliveryView {
             created_at: utc(r.created_at),
             delivered_at: r.delivered_at.map(utc),
             attempts: None,
+            payload: None,
         }
     }
 }

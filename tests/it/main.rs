@@ -3,6 +3,8 @@
 
 mod utils;
 
+mod console_api;
+mod console_browser;
 mod dispatch;
 mod openapi_routes;
 mod reliability;

@@ -29,6 +29,10 @@ pub struct DeliveryFilter {
     pub status: Option<DeliveryStatus>,
     /// Only this event type.
     pub event_type: Option<String>,
+    /// Created at or after this time.
+    pub since: Option<NaiveDateTime>,
+    /// Created before this time.
+    pub until: Option<NaiveDateTime>,
     /// Older than this delivery id (the cursor).
     pub before: Option<String>,
     /// At most this many.
@@ -56,6 +60,12 @@ pub async fn list_deliveries(
         }
         if let Some(t) = &f.event_type {
             q = q.filter(d::event_type.eq(t.clone()));
+        }
+        if let Some(t) = f.since {
+            q = q.filter(d::created_at.ge(t));
+        }
+        if let Some(t) = f.until {
+            q = q.filter(d::created_at.lt(t));
         }
         if let Some(b) = &f.before {
             q = q.filter(d::delivery_id.lt(b.clone()));

@@ -1,0 +1,2 @@
+DROP INDEX idx_sys_webhook_attempts_time;
+DROP INDEX idx_sys_webhook_deliveries_created;
