@@ -50,6 +50,9 @@ pub struct NewEvent {
     pub accepted_at: DateTime<Utc>,
     /// Deliver only to this webhook (the API's test send); None: every match.
     pub only_webhook: Option<i64>,
+    /// Deliver to exactly these webhooks (an operational event, routed by [`crate::ops`]);
+    /// None: by matching.
+    pub targets: Option<Vec<i64>>,
 }
 
 /// What a publish request committed.
@@ -246,7 +249,7 @@ fn prepare(dispatcher: &Dispatcher, events: Vec<NewEvent>) -> Vec<PendingEvent> 
     let matched = dispatcher.matching_ids(
         events
             .iter()
-            .filter(|e| e.only_webhook.is_none())
+            .filter(|e| e.only_webhook.is_none() && e.targets.is_none())
             .map(|e| (e.tenant_id.as_str(), e.event_type.as_str())),
     );
     let mut matched = matched.into_iter();
@@ -254,9 +257,10 @@ fn prepare(dispatcher: &Dispatcher, events: Vec<NewEvent>) -> Vec<PendingEvent> 
         .into_iter()
         .map(|e| {
             let now = e.accepted_at.naive_utc();
-            let targets: Vec<i64> = match e.only_webhook {
-                Some(id) => vec![id],
-                None => matched.next().unwrap_or_default(),
+            let targets: Vec<i64> = match (e.only_webhook, &e.targets) {
+                (Some(id), _) => vec![id],
+                (None, Some(ids)) => ids.clone(),
+                (None, None) => matched.next().unwrap_or_default(),
             };
             let deliveries = targets
                 .into_iter()

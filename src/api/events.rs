@@ -87,6 +87,7 @@ pub fn build_event(
         payload,
         accepted_at: Utc::now(),
         only_webhook,
+        targets: None,
     }
 }
 
