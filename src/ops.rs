@@ -65,7 +65,12 @@ pub fn to_event(dispatcher: &Dispatcher, fact: &OpsFact) -> NewEvent {
         timestamp: fact.at.to_rfc3339_opts(SecondsFormat::AutoSi, true),
     })
     .unwrap_or_default();
-    let targets = dispatcher.ops_targets(&fact.tenant_id, event_type, fact.webhook_id);
+    // A webhook's `filter` (§7) is checked here against `payload` once filters exist.
+    let targets = dispatcher
+        .ops_targets(&fact.tenant_id, event_type, fact.webhook_id)
+        .into_iter()
+        .map(|w| (w.id, w.tenant_id.clone()))
+        .collect();
     NewEvent {
         event_id,
         tenant_id: fact.tenant_id.clone(),

@@ -146,21 +146,20 @@ impl Dispatcher {
             .collect()
     }
 
-    /// The ids of the enabled webhooks an operational event (§13) of `tenant_id` about webhook
-    /// `about` goes to, in id order: the tenant's and `_ops`'s subscribed to its exact type or
-    /// `beema/*`, never `about` itself.
-    pub fn ops_targets(&self, tenant_id: &str, event_type: &str, about: i64) -> Vec<i64> {
+    /// The enabled webhooks an operational event (§13) of `tenant_id` about webhook `about` goes
+    /// to, in id order: the tenant's and `_ops`'s subscribed to its exact type or `beema/*`,
+    /// never `about` itself.
+    pub fn ops_targets(&self, tenant_id: &str, event_type: &str, about: i64) -> Vec<Arc<Webhook>> {
         let reg = self.registry();
-        let mut ids: Vec<i64> = [tenant_id, OPS_TENANT]
+        let mut hooks: Vec<Arc<Webhook>> = [tenant_id, OPS_TENANT]
             .into_iter()
             .flat_map(|t| [(t, event_type), (t, OPS_ALL)])
             .flat_map(|(t, ty)| reg.exact(t, ty))
             .filter(|w| receives_ops(w, tenant_id, event_type, Some(about)))
-            .map(|w| w.id)
             .collect();
-        ids.sort_unstable();
-        ids.dedup();
-        ids
+        hooks.sort_by_key(|w| w.id);
+        hooks.dedup_by_key(|w| w.id);
+        hooks
     }
 
     /// One live webhook as the runtime knows it.

@@ -11,6 +11,7 @@ pub mod extract;
 pub mod health;
 pub mod keys;
 pub mod openapi;
+pub mod replay;
 pub mod validate;
 pub mod views;
 pub mod webhook_input;
@@ -53,6 +54,7 @@ pub fn operations() -> Vec<openapi::Op> {
     [
         deliveries::operations(),
         webhooks::operations(),
+        replay::operations(),
         events::operations(),
         keys::operations(),
         health::operations(),

@@ -209,11 +209,24 @@ mod tests {
         assert!(receives_ops(&hook(1, "t1", ty), "t1", ty, Some(9)));
         assert!(receives_ops(&hook(2, "t1", OPS_ALL), "t1", ty, Some(9)));
         assert!(receives_ops(&hook(3, OPS_TENANT, ty), "t1", ty, Some(9)));
-        assert!(receives_ops(&hook(4, OPS_TENANT, OPS_ALL), "t1", ty, Some(9)));
+        assert!(receives_ops(
+            &hook(4, OPS_TENANT, OPS_ALL),
+            "t1",
+            ty,
+            Some(9)
+        ));
         assert!(!receives_ops(&hook(5, "t1", "*"), "t1", ty, Some(9)));
         assert!(!receives_ops(&hook(6, "t2", ty), "t1", ty, Some(9)));
-        assert!(!receives_ops(&hook(7, "t1", "beema/circuit.opened"), "t1", ty, Some(9)));
-        assert!(!receives_ops(&hook(9, "t1", ty), "t1", ty, Some(9)), "never about itself");
+        assert!(!receives_ops(
+            &hook(7, "t1", "beema/circuit.opened"),
+            "t1",
+            ty,
+            Some(9)
+        ));
+        assert!(
+            !receives_ops(&hook(9, "t1", ty), "t1", ty, Some(9)),
+            "never about itself"
+        );
     }
 
     #[test]
@@ -232,8 +245,18 @@ mod tests {
         assert!(replays_to(&hook(1, "t1", "*"), "t1", "a/b", None));
         assert!(!replays_to(&hook(1, "t2", "*"), "t1", "a/b", None));
         assert!(!replays_to(&hook(1, OPS_TENANT, "*"), "t1", "a/b", None));
-        assert!(replays_to(&hook(1, OPS_TENANT, OPS_ALL), "t1", "beema/circuit.closed", Some(2)));
-        assert!(!replays_to(&hook(2, OPS_TENANT, OPS_ALL), "t1", "beema/circuit.closed", Some(2)));
+        assert!(replays_to(
+            &hook(1, OPS_TENANT, OPS_ALL),
+            "t1",
+            "beema/circuit.closed",
+            Some(2)
+        ));
+        assert!(!replays_to(
+            &hook(2, OPS_TENANT, OPS_ALL),
+            "t1",
+            "beema/circuit.closed",
+            Some(2)
+        ));
     }
 
     #[test]
