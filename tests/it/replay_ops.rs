@@ -117,6 +117,55 @@ async fn replay_delivers_old_events_to_a_new_webhook_once() {
 }
 
 #[tokio::test]
+async fn an_ordered_webhook_gets_replayed_events_after_everything_waiting_in_their_order() {
+    let env = Env::start();
+    let s = &env.server;
+    let since = ago(1);
+    let publish = |n: i64| async move {
+        s.publish("t1", "claim/opened", json!({ "n": n })).await["ids"][0].clone()
+    };
+    let (x, y) = (publish(0).await, publish(1).await);
+    // The head fails once and waits 3 s for its retry: everything after it waits too.
+    let mut rx = TestReceiver::scripted(vec![Reply::status(500)], Reply::status(200));
+    let mut settings = json!({ "ordered": true });
+    settings["retry_config"] = json!({ "maxAttempts": 3, "backoffMs": 3000 });
+    let hook = s
+        .create_webhook("t1", "claim/opened", &rx.url, settings)
+        .await;
+    let a = publish(2).await;
+    assert_eq!(rx.expect(WAIT).await.json()["id"], a);
+    let b = publish(3).await;
+    let (status, v) = replay(&env, id(&hook), json!({ "since": since, "until": ago(-1) })).await;
+    assert_eq!((status, v), (202, json!({ "deliveries": 4 })));
+    let (_, head) = s
+        .get(&format!(
+            "/api/webhooks/deliveries?webhook_id={}&event_id={}",
+            id(&hook),
+            a.as_str().unwrap()
+        ))
+        .await;
+    let statuses: Vec<&Value> = head["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| &d["status"])
+        .collect();
+    assert!(
+        statuses.contains(&&json!("retrying")),
+        "the replay came while the head waited: {head}"
+    );
+    let mut got = Vec::new();
+    for _ in 0..6 {
+        got.push(rx.expect(WAIT).await.json()["id"].clone());
+    }
+    assert_eq!(
+        got,
+        vec![a.clone(), b.clone(), x, y, a, b],
+        "the waiting head and its follower first, then the replay in event order"
+    );
+}
+
+#[tokio::test]
 async fn replay_checks_its_window_and_the_caller() {
     let env = Env::start();
     let s = &env.server;

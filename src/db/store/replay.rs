@@ -86,10 +86,12 @@ pub async fn page_events(
             q = q.filter(e::event_type.eq(ty.clone()));
         }
         if let Some((at, id)) = after {
-            q = q.filter(
+            // The plain `>=` lets the index start at the cursor; without it every page would
+            // scan the window from its start.
+            q = q.filter(e::created_at.ge(*at)).filter(
                 e::created_at
                     .gt(*at)
-                    .or(e::created_at.eq(*at).and(e::event_id.gt(id.clone()))),
+                    .or(e::event_id.gt(id.clone())),
             );
         }
         q.order((e::created_at.asc(), e::event_id.asc()))
