@@ -125,15 +125,19 @@ async fn an_ordered_webhook_gets_replayed_events_after_everything_waiting_in_the
         s.publish("t1", "claim/opened", json!({ "n": n })).await["ids"][0].clone()
     };
     let (x, y) = (publish(0).await, publish(1).await);
-    // The head fails once and waits 3 s for its retry: everything after it waits too.
+    // The head fails once and waits 4 s for its retry: everything after it waits too.
     let mut rx = TestReceiver::scripted(vec![Reply::status(500)], Reply::status(200));
     let mut settings = json!({ "ordered": true });
-    settings["retry_config"] = json!({ "maxAttempts": 3, "backoffMs": 3000 });
+    settings["retry_config"] = json!({ "maxAttempts": 3, "backoffMs": 4000 });
     let hook = s
         .create_webhook("t1", "claim/opened", &rx.url, settings)
         .await;
     let a = publish(2).await;
     assert_eq!(rx.expect(WAIT).await.json()["id"], a);
+    s.wait_deliveries(&format!("webhook_id={}", id(&hook)), WAIT, |d| {
+        d.len() == 1 && d[0]["status"] == "retrying"
+    })
+    .await;
     let b = publish(3).await;
     let (status, v) = replay(&env, id(&hook), json!({ "since": since, "until": ago(-1) })).await;
     assert_eq!((status, v), (202, json!({ "deliveries": 4 })));
