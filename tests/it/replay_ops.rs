@@ -436,8 +436,14 @@ async fn a_failing_ops_webhook_emits_no_delivery_failed_about_its_own_deliveries
         .create_webhook("t1", "claim/opened", &failing.url, once())
         .await;
     let broken_rx = TestReceiver::start(500);
+    let mut settings = once();
+    settings["circuit_breaker"] = json!({ "failureThreshold": 1, "cooldownMs": 50 });
     let broken = s
-        .create_webhook("t1", "beema/delivery.failed", &broken_rx.url, once())
+        .create_webhook("t1", "beema/delivery.failed", &broken_rx.url, settings)
+        .await;
+    let mut circuit_rx = TestReceiver::start(200);
+    let circuit = s
+        .create_webhook("_ops", "beema/circuit.opened", &circuit_rx.url, json!({}))
         .await;
     let mut ops_rx = TestReceiver::start(200);
     let ops = s
@@ -461,6 +467,60 @@ async fn a_failing_ops_webhook_emits_no_delivery_failed_about_its_own_deliveries
     })
     .await;
     assert_eq!(deliveries_of(s, None, id(&ops)).await.len(), 2);
+    // Its failures still count for its breaker, whose opening is told as for any webhook.
+    let (_, body) = ops_event(&mut circuit_rx, "beema/circuit.opened", &secret(&circuit)).await;
+    assert_eq!(body["data"]["webhook_id"], id(&broken));
+}
+
+#[tokio::test]
+async fn replay_routes_operational_events_as_publishing_does() {
+    let env = Env::start();
+    let s = &env.server;
+    let since = ago(1);
+    let failing = TestReceiver::start(500);
+    let f = s
+        .create_webhook("t1", "claim/opened", &failing.url, once())
+        .await;
+    let z_rx = TestReceiver::start(500);
+    let z = s
+        .create_webhook("t1", "beema/delivery.failed", &z_rx.url, once())
+        .await;
+    let mut o_rx = TestReceiver::start(200);
+    let o = s
+        .create_webhook("_ops", "beema/delivery.failed", &o_rx.url, json!({}))
+        .await;
+    s.publish("t1", "claim/opened", json!({})).await;
+    // A failed test send of z: an operational event about z.
+    let (status, _) = s
+        .post(&format!("/api/webhooks/{}/test", id(&z)), &json!({}))
+        .await;
+    assert_eq!(status, 202);
+    let mut about = Vec::new();
+    for _ in 0..2 {
+        let (_, body) = ops_event(&mut o_rx, "beema/delivery.failed", &secret(&o)).await;
+        about.push(body["data"]["webhook_id"].as_i64().unwrap());
+    }
+    about.sort_unstable();
+    assert_eq!(about, vec![id(&f), id(&z)]);
+
+    // A new `_ops` webhook gets both; z gets the one about f only; `*` gets none of them.
+    let n_rx = TestReceiver::start(200);
+    let n = s
+        .create_webhook("_ops", "beema/delivery.failed", &n_rx.url, json!({}))
+        .await;
+    let n = id(&n);
+    let (status, v) = replay(&env, n, json!({ "since": since })).await;
+    assert_eq!((status, v), (202, json!({ "deliveries": 2 })));
+    let (status, v) = replay(&env, id(&z), json!({ "since": since })).await;
+    assert_eq!((status, v), (202, json!({ "deliveries": 1 })));
+    let all_rx = TestReceiver::start(200);
+    let all = s.create_webhook("t1", "*", &all_rx.url, json!({})).await;
+    let (status, v) = replay(&env, id(&all), json!({ "since": since })).await;
+    assert_eq!(
+        (status, v),
+        (202, json!({ "deliveries": 1 })),
+        "claim/opened only"
+    );
 }
 
 #[tokio::test]
