@@ -159,7 +159,11 @@ async fn run(
     done: &mut usize,
 ) -> Result<(), String> {
     let mut cursor: Option<Cursor> = None;
-    loop {
+    let fail_after = crate::testing::replay_fault(&w.tenant_id);
+    for page_no in 0usize.. {
+        if fail_after == Some(page_no) {
+            return Err("injected fault".into());
+        }
         let mut conn = st.db.read().await.map_err(|e| e.to_string())?;
         let page = store::page_events(&mut conn, scope, cursor.as_ref(), PAGE)
             .await
@@ -183,6 +187,7 @@ async fn run(
             return Ok(());
         }
     }
+    Ok(())
 }
 
 /// The new deliveries of one page, and their jobs, in the events' order (their ids are made now,

@@ -170,6 +170,61 @@ async fn an_ordered_webhook_gets_replayed_events_after_everything_waiting_in_the
 }
 
 #[tokio::test]
+async fn a_replay_failing_part_way_answers_503_and_keeps_what_it_committed() {
+    let env = Env::start();
+    let s = &env.server;
+    let tenant = "t-replay-fault"; // fault injection is process-wide: keyed by a tenant of our own
+    let since = ago(1);
+    let batch: Vec<Value> = (0..1500)
+        .map(|i| json!({ "event": "bulk/x", "data": { "tenantId": tenant, "i": i } }))
+        .collect();
+    for chunk in batch.chunks(1000) {
+        let (status, v) = s.post("/api/events", &Value::Array(chunk.to_vec())).await;
+        assert_eq!(status, 202, "{v}");
+    }
+    let rx = TestReceiver::start(200);
+    let hook = s
+        .create_webhook(tenant, "bulk/x", &rx.url, json!({ "enabled": false }))
+        .await;
+    beema_webhooks::testing::inject_replay_failure(tenant, 1);
+    let r = replay(&env, id(&hook), json!({ "since": since })).await;
+    let e = assert_error((r.0, &r.1), 503, None, None, "failed part-way");
+    assert!(e["message"].as_str().unwrap().contains("1000"), "{e}");
+    assert_eq!(
+        count_deliveries(&env, id(&hook)).await,
+        1000,
+        "the first page stays"
+    );
+    let (status, v) = replay(&env, id(&hook), json!({ "since": since })).await;
+    assert_eq!(
+        (status, v),
+        (202, json!({ "deliveries": 1500 })),
+        "not idempotent"
+    );
+    assert_eq!(count_deliveries(&env, id(&hook)).await, 2500);
+}
+
+/// Every delivery of a webhook, counted page by page.
+async fn count_deliveries(env: &Env, webhook: i64) -> usize {
+    let mut n = 0;
+    let mut before = String::new();
+    loop {
+        let (status, v) = env
+            .server
+            .get(&format!(
+                "/api/webhooks/deliveries?webhook_id={webhook}&limit=1000{before}"
+            ))
+            .await;
+        assert_eq!(status, 200, "{v}");
+        n += v["deliveries"].as_array().unwrap().len();
+        match v["next_before"].as_str() {
+            Some(b) => before = format!("&before={b}"),
+            None => return n,
+        }
+    }
+}
+
+#[tokio::test]
 async fn replay_checks_its_window_and_the_caller() {
     let env = Env::start();
     let s = &env.server;
