@@ -12,7 +12,7 @@ use actix_web::middleware::ErrorHandlers;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context as _;
 
-use crate::actors::{Dispatcher, StartParams};
+use crate::actors::{Dispatcher, OpsEmitter, StartParams};
 use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::db::models::{StoredWebhookError, WebhookRow};
@@ -47,6 +47,7 @@ pub async fn run(
         "webhooks loaded"
     );
     let tls = Arc::new(sender::tls_config().context("TLS settings")?);
+    let (ops, ops_rx) = OpsEmitter::channel();
     let dispatcher = Dispatcher::start(StartParams {
         db: pool.clone(),
         metrics: metrics.clone(),
@@ -55,8 +56,10 @@ pub async fn run(
         tls,
         webhooks: hooks,
         with_backlog,
+        ops,
     });
     let intake = Intake::start(pool.clone(), dispatcher.clone(), metrics.clone());
+    let ops_task = crate::ops::start(ops_rx, dispatcher.clone(), intake.clone());
     let draining = Arc::new(AtomicBool::new(false));
     let config = Arc::new(config);
     let state = web::Data::new(AppState {
@@ -94,6 +97,7 @@ pub async fn run(
     handle.stop(true).await;
     let _ = server_task.await;
     dispatcher.shutdown(config.tuning.drain_timeout).await;
+    ops_task.abort();
     tracing::info!("shutdown complete");
     Ok(())
 }

@@ -50,6 +50,10 @@ pub struct NewEvent {
     pub accepted_at: DateTime<Utc>,
     /// Deliver only to this webhook (the API's test send); None: every match.
     pub only_webhook: Option<i64>,
+    /// Deliver to exactly these webhooks, as (webhook id, its tenant): an operational event,
+    /// routed by [`crate::ops`], whose deliveries belong to their webhook's tenant (`_ops`
+    /// included). None: by matching.
+    pub targets: Option<Vec<(i64, String)>>,
 }
 
 /// What a publish request committed.
@@ -246,7 +250,7 @@ fn prepare(dispatcher: &Dispatcher, events: Vec<NewEvent>) -> Vec<PendingEvent> 
     let matched = dispatcher.matching_ids(
         events
             .iter()
-            .filter(|e| e.only_webhook.is_none())
+            .filter(|e| e.only_webhook.is_none() && e.targets.is_none())
             .map(|e| (e.tenant_id.as_str(), e.event_type.as_str())),
     );
     let mut matched = matched.into_iter();
@@ -254,18 +258,24 @@ fn prepare(dispatcher: &Dispatcher, events: Vec<NewEvent>) -> Vec<PendingEvent> 
         .into_iter()
         .map(|e| {
             let now = e.accepted_at.naive_utc();
-            let targets: Vec<i64> = match e.only_webhook {
-                Some(id) => vec![id],
-                None => matched.next().unwrap_or_default(),
+            let targets: Vec<(i64, Option<String>)> = match (e.only_webhook, &e.targets) {
+                (Some(id), _) => vec![(id, None)],
+                (None, Some(t)) => t.iter().map(|(id, t)| (*id, Some(t.clone()))).collect(),
+                (None, None) => matched
+                    .next()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|id| (id, None))
+                    .collect(),
             };
             let deliveries = targets
                 .into_iter()
-                .map(|webhook_id| DeliveryRow {
+                .map(|(webhook_id, tenant)| DeliveryRow {
                     delivery_id: Uuid::now_v7().to_string(),
                     webhook_id,
                     event_id: e.event_id.clone(),
                     event_type: e.event_type.clone(),
-                    tenant_id: e.tenant_id.clone(),
+                    tenant_id: tenant.unwrap_or_else(|| e.tenant_id.clone()),
                     status: DeliveryStatus::Pending,
                     status_code: None,
                     response_body: None,

@@ -9,6 +9,7 @@
 //! - [`app`]: wiring and graceful shutdown ([`app::run`]).
 //! - [`db`]: one diesel-async query layer over SQLite and PostgreSQL; [`db::store`] holds the queries.
 //! - [`intake`]: group commit of published events (a supervised task).
+//! - [`ops`]: operational events (`beema/...`) published through the intake.
 //! - [`actors`]: router, one supervised webhook actor per registration, the delivery recorder;
 //!   the intake and the API use them only through [`actors::Dispatcher`].
 //! - [`delivery`]: signing, retry, circuit breaker, URL guard and the HTTP sender (pure, unit-tested).
@@ -30,6 +31,7 @@ pub mod delivery;
 pub mod domain;
 pub mod intake;
 pub mod metrics;
+pub mod ops;
 pub mod secrets;
 #[doc(hidden)]
 pub mod testing;

@@ -87,6 +87,29 @@ pub fn intake_restart_held() -> bool {
     HOLD_INTAKE_RESTART.load(Ordering::Acquire)
 }
 
+/// Tenants whose next replay fails after committing this many pages.
+static REPLAY_FAULTS: Mutex<Vec<(String, usize)>> = Mutex::new(Vec::new());
+/// Set once a replay fault was injected: the fast path of [`replay_fault`].
+static REPLAY_ARMED: AtomicBool = AtomicBool::new(false);
+
+/// The next replay of a webhook of `tenant` fails (as a database error would) once it has
+/// committed `pages` pages.
+pub fn inject_replay_failure(tenant: &str, pages: usize) {
+    let mut g = REPLAY_FAULTS.lock().unwrap_or_else(|p| p.into_inner());
+    g.push((tenant.to_string(), pages));
+    REPLAY_ARMED.store(true, Ordering::Release);
+}
+
+/// Taken (once) by a replay of `tenant` as it starts: after how many pages it is to fail.
+pub fn replay_fault(tenant: &str) -> Option<usize> {
+    if !REPLAY_ARMED.load(Ordering::Relaxed) {
+        return None;
+    }
+    let mut g = REPLAY_FAULTS.lock().unwrap_or_else(|p| p.into_inner());
+    let i = g.iter().position(|(t, _)| t == tenant)?;
+    Some(g.remove(i).1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,6 +16,7 @@ use super::{StartParams, WebhookDeps};
 use crate::db::store::deliveries;
 use crate::db::{DbPool, PoolError};
 use crate::delivery::breaker::CircuitState;
+use crate::domain::ops::{receives_ops, OPS_ALL, OPS_TENANT};
 use crate::domain::Webhook;
 
 /// Why the runtime could not do what was asked.
@@ -92,6 +93,7 @@ impl Dispatcher {
             tls: p.tls,
             metrics: p.metrics,
             tuning: p.tuning,
+            ops: p.ops,
         });
         let mut initial = Registry::default();
         for w in &p.webhooks {
@@ -142,6 +144,22 @@ impl Dispatcher {
             .into_iter()
             .map(|(tenant, ty)| reg.matching(tenant, ty).iter().map(|w| w.id).collect())
             .collect()
+    }
+
+    /// The enabled webhooks an operational event (§13) of `tenant_id` about webhook `about` goes
+    /// to, in id order: the tenant's and `_ops`'s subscribed to its exact type or `beema/*`,
+    /// never `about` itself.
+    pub fn ops_targets(&self, tenant_id: &str, event_type: &str, about: i64) -> Vec<Arc<Webhook>> {
+        let reg = self.registry();
+        let mut hooks: Vec<Arc<Webhook>> = [tenant_id, OPS_TENANT]
+            .into_iter()
+            .flat_map(|t| [(t, event_type), (t, OPS_ALL)])
+            .flat_map(|(t, ty)| reg.exact(t, ty))
+            .filter(|w| receives_ops(w, tenant_id, event_type, Some(about)))
+            .collect();
+        hooks.sort_by_key(|w| w.id);
+        hooks.dedup_by_key(|w| w.id);
+        hooks
     }
 
     /// One live webhook as the runtime knows it.

@@ -5,6 +5,7 @@
 
 pub mod dispatcher;
 pub mod messages;
+pub mod ops;
 pub mod recorder;
 mod registry;
 mod router;
@@ -20,6 +21,7 @@ use crate::delivery::ssrf::TargetPolicy;
 use crate::domain::Webhook;
 use crate::metrics::Metrics;
 pub use dispatcher::{DispatchError, Dispatcher, HealthPage};
+pub use ops::OpsEmitter;
 use recorder::RecorderHandle;
 
 /// What every webhook actor shares.
@@ -36,6 +38,8 @@ pub struct WebhookDeps {
     pub metrics: Metrics,
     /// Window, concurrency and timing knobs.
     pub tuning: Tuning,
+    /// Where operational facts (§13) go.
+    pub ops: OpsEmitter,
 }
 
 /// Inputs of [`Dispatcher::start`].
@@ -54,4 +58,6 @@ pub struct StartParams {
     pub webhooks: Vec<Arc<Webhook>>,
     /// Webhooks with deliveries that are not final.
     pub with_backlog: HashSet<i64>,
+    /// Where operational facts (§13) go.
+    pub ops: OpsEmitter,
 }

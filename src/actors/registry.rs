@@ -75,6 +75,19 @@ impl Registry {
         out
     }
 
+    /// The enabled webhooks whose stored `event_type` is exactly `event_type` (no `*`), for the
+    /// operational events' own routing.
+    pub fn exact(&self, tenant_id: &str, event_type: &str) -> Vec<Arc<Webhook>> {
+        let key = (tenant_id.to_string(), event_type.to_string());
+        self.by_route.get(&key).map_or_else(Vec::new, |ids| {
+            ids.iter()
+                .filter_map(|id| self.webhooks.get(id))
+                .filter(|w| w.enabled)
+                .cloned()
+                .collect()
+        })
+    }
+
     /// One webhook.
     pub fn get(&self, id: i64) -> Option<Arc<Webhook>> {
         self.webhooks.get(&id).cloned()

@@ -24,6 +24,7 @@ use crate::db::models::DeliveryRow;
 use crate::delivery::breaker::{CircuitBreaker, CircuitState};
 use crate::delivery::retry::{decide, random_jitter, RetryDecision};
 use crate::delivery::sender::{self, AttemptResult, Outgoing};
+use crate::domain::ops::{is_ops_type, OpsDetail, OpsFact};
 use crate::domain::{Attempt, DeliveryStatus, DeliveryUpdate, Webhook};
 
 /// How long a webhook stays idle before its HTTP client (and connections) are dropped.
@@ -325,6 +326,7 @@ impl WebhookActor {
             },
         );
 
+        let breaker_before = (self.breaker.state(), self.breaker.opened_at());
         let (status, next_at) = if success {
             self.breaker.on_success(now);
             (DeliveryStatus::Success, None)
@@ -333,7 +335,7 @@ impl WebhookActor {
             // its permit back: left half-open with the probe "in flight", nothing would ever go
             // out again once the webhook is re-enabled.
             self.breaker.release_probe();
-            self.disable_after_gone(now, ctx);
+            self.disable_after_gone(now, &job.delivery_id, ctx);
             (DeliveryStatus::Failed, None)
         } else {
             self.breaker.on_failure(now);
@@ -349,6 +351,10 @@ impl WebhookActor {
         if !status.is_open() {
             self.status.finished(success);
             m.deliveries.with_label_values(&[status.as_str()]).inc();
+        }
+        self.emit_breaker_change(breaker_before, result.error.as_deref());
+        if status == DeliveryStatus::Failed {
+            self.emit_failed(&job, attempt_number, &result);
         }
         let outcome = Outcome {
             attempt: Some(Attempt {
@@ -389,12 +395,72 @@ impl WebhookActor {
         }
     }
 
-    fn disable_after_gone(&mut self, now: DateTime<Utc>, _ctx: &mut Context<Self>) {
+    /// `beema/circuit.opened` when a closed breaker opened (a failed probe re-opening it is not
+    /// one), `beema/circuit.closed` when an open one closed.
+    fn emit_breaker_change(
+        &self,
+        (before, opened_at): (CircuitState, Option<DateTime<Utc>>),
+        error: Option<&str>,
+    ) {
+        let detail = match (before, self.breaker.state()) {
+            (CircuitState::Closed, CircuitState::Open) => OpsDetail::CircuitOpened {
+                consecutive_failures: self.breaker.consecutive_failures(),
+                retry_at: self.breaker.retry_at(),
+            },
+            (CircuitState::Open | CircuitState::HalfOpen, CircuitState::Closed) => {
+                OpsDetail::CircuitClosed { opened_at }
+            }
+            _ => return,
+        };
+        let reason = match detail {
+            OpsDetail::CircuitClosed { .. } => None,
+            _ => Some(error.unwrap_or("failed").to_string()),
+        };
+        self.deps
+            .ops
+            .emit(OpsFact::about(&self.webhook, reason, detail));
+    }
+
+    /// `beema/delivery.failed`, except for a delivery of an operational event (no loops).
+    fn emit_failed(&self, job: &Job, attempts: u32, result: &AttemptResult) {
+        if is_ops_type(&job.event_type) {
+            return;
+        }
+        let detail = OpsDetail::DeliveryFailed {
+            delivery_id: job.delivery_id.clone(),
+            event_id: job.event_id.clone(),
+            event_type: job.event_type.clone(),
+            attempts: i64::from(attempts),
+            status_code: result.status.map(i64::from),
+        };
+        let reason = Some(result.error.clone().unwrap_or_else(|| "failed".into()));
+        self.deps
+            .ops
+            .emit(OpsFact::about(&self.webhook, reason, detail));
+    }
+
+    fn disable_after_gone(
+        &mut self,
+        now: DateTime<Utc>,
+        delivery_id: &str,
+        _ctx: &mut Context<Self>,
+    ) {
+        // Attempts still in flight may answer 410 too: the webhook is disabled (and told) once.
+        let first = self.webhook.enabled;
         let reason = format!("receiver answered 410 Gone at {}", now.to_rfc3339());
         let mut w = (*self.webhook).clone();
         w.enabled = false;
         w.disabled_reason = Some(reason.clone());
         self.webhook = Arc::new(w);
+        if first {
+            self.deps.ops.emit(OpsFact::about(
+                &self.webhook,
+                Some(reason.clone()),
+                OpsDetail::WebhookDisabled {
+                    delivery_id: Some(delivery_id.to_string()),
+                },
+            ));
+        }
         self.router.do_send(DisabledByReceiver {
             webhook_id: self.webhook.id,
             reason,

@@ -13,6 +13,7 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{JsonValue, TenantHeader};
 use super::openapi::{op, EventBatch, Op};
 use super::{validate, AppState};
+use crate::domain::ops::{is_ops_type, OPS_PREFIX, OPS_TENANT};
 use crate::intake::NewEvent;
 
 /// Most events in one request.
@@ -87,6 +88,7 @@ pub fn build_event(
         payload,
         accepted_at: Utc::now(),
         only_webhook,
+        targets: None,
     }
 }
 
@@ -112,21 +114,40 @@ fn parse_one(
         .or(input.name)
         .ok_or_else(|| ApiError::validation(f("event"), "is required"))?;
     validate::event_name(&name).map_err(|m| ApiError::validation(f("event"), m))?;
+    if is_ops_type(&name) {
+        return Err(ApiError::validation(
+            f("event"),
+            format!(
+                "`{OPS_PREFIX}` event types are reserved for the dispatcher's operational events"
+            ),
+        ));
+    }
     let data = input.data.unwrap_or_else(|| json!({}));
     if !data.is_object() {
         return Err(ApiError::validation(f("data"), "must be an object"));
     }
-    let tenant = match data.get("tenantId") {
-        Some(Value::String(t)) => t.clone(),
-        Some(Value::Null) | None => header_tenant
-            .map(str::to_string)
-            .or_else(|| publisher.tenant.clone())
-            .ok_or_else(|| {
-                ApiError::validation(f("data.tenantId"), "is required (or send X-Tenant-ID)")
-            })?,
+    // The field the tenant came from names a reserved tenant.
+    let (tenant, source) = match data.get("tenantId") {
+        Some(Value::String(t)) => (t.clone(), f("data.tenantId")),
+        Some(Value::Null) | None => match (header_tenant, &publisher.tenant) {
+            (Some(h), _) => (h.to_string(), "X-Tenant-ID".to_string()),
+            (None, Some(k)) => (k.clone(), f("data.tenantId")),
+            (None, None) => {
+                return Err(ApiError::validation(
+                    f("data.tenantId"),
+                    "is required (or send X-Tenant-ID)",
+                ))
+            }
+        },
         Some(_) => return Err(ApiError::validation(f("data.tenantId"), "must be a string")),
     };
     validate::tenant_id(&tenant).map_err(|m| ApiError::validation(f("data.tenantId"), m))?;
+    if tenant == OPS_TENANT {
+        return Err(ApiError::validation(
+            source,
+            format!("tenant `{OPS_TENANT}` is reserved for operational events"),
+        ));
+    }
     if publisher.tenant.as_deref().is_some_and(|t| t != tenant) {
         return Err(ApiError::forbidden(format!(
             "this key cannot publish for tenant {tenant}"
@@ -305,6 +326,30 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.field.as_deref(), Some("[1].event"));
         assert!(err.message.contains("event 1"));
+    }
+
+    #[test]
+    fn reserved_types_and_tenant_are_refused_naming_their_field() {
+        let err = parse_events(
+            json!([{"event": "a", "data": {"tenantId": "t"}}, {"event": "beema/circuit.opened", "data": {"tenantId": "t"}}]),
+            None,
+            &open(),
+        )
+        .unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("[1].event"));
+        let err = parse_events(
+            json!([{"event": "a", "data": {"tenantId": "_ops"}}]),
+            None,
+            &open(),
+        )
+        .unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("[0].data.tenantId"));
+        let err = parse_events(json!({"event": "a"}), Some("_ops"), &open()).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("X-Tenant-ID"));
+        assert_eq!(
+            err.status,
+            actix_web::http::StatusCode::UNPROCESSABLE_ENTITY
+        );
     }
 
     #[test]

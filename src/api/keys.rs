@@ -16,6 +16,7 @@ use super::openapi::{op, KeyRequest, Op};
 use super::{validate, AppState};
 use crate::db::models::ApiKeyRow;
 use crate::db::store::keys as store;
+use crate::domain::ops::OPS_TENANT;
 use crate::domain::utc;
 
 /// Operations of this resource.
@@ -88,6 +89,12 @@ async fn create(
         .tenant_id
         .ok_or_else(|| ApiError::validation("tenant_id", "is required"))?;
     validate::tenant_id(&tenant).map_err(|m| ApiError::validation("tenant_id", m))?;
+    if tenant == OPS_TENANT {
+        return Err(ApiError::validation(
+            "tenant_id",
+            format!("tenant `{OPS_TENANT}` is reserved: its webhooks are the global admin's"),
+        ));
+    }
     let role = input
         .role
         .ok_or_else(|| ApiError::validation("role", "is required"))?;

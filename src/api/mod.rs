@@ -12,6 +12,7 @@ pub mod extract;
 pub mod health;
 pub mod keys;
 pub mod openapi;
+pub mod replay;
 pub mod validate;
 pub mod views;
 pub mod webhook_input;
@@ -55,6 +56,7 @@ pub fn operations() -> Vec<openapi::Op> {
         deliveries::operations(),
         console_api::operations(),
         webhooks::operations(),
+        replay::operations(),
         events::operations(),
         keys::operations(),
         health::operations(),

@@ -108,6 +108,7 @@ pub fn route_table(ops: &[Op]) -> Vec<(Method, String)> {
         super::webhook_input::RateLimitInput,
         super::webhook_input::BreakerInput,
         super::webhook_input::RotateInput,
+        super::replay::ReplayInput,
         super::webhook_input::MatchInput,
         super::events::EventInput,
         super::deliveries::RecordInput,

@@ -137,6 +137,9 @@ async fn create(
     };
     check("tenant_id", validate::tenant_id(&tenant))?;
     admin.check_tenant(&tenant)?;
+    if tenant == crate::domain::ops::OPS_TENANT {
+        admin.require_global()?;
+    }
     let r = resolve(&input, None)?;
     let secret = match &input.secret {
         Some(s) => {
@@ -499,6 +502,10 @@ async fn test_send(
         Utc::now(),
         Some(w.id),
     );
+    // Marked first, so that replay never sees the event without its mark.
+    let mut conn = st.db.write().await?;
+    crate::db::store::replay::mark_test_event(&mut conn, &event.event_id).await?;
+    drop(conn);
     let accepted = st
         .intake
         .publish(vec![event])

@@ -57,6 +57,12 @@ diesel::table! {
 }
 
 diesel::table! {
+    sys_webhook_test_events (event_id) {
+        event_id -> Text,
+    }
+}
+
+diesel::table! {
     sys_webhooks (webhook_id) {
         webhook_id -> BigInt,
         webhook_name -> Text,
@@ -88,5 +94,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     sys_webhook_attempts,
     sys_webhook_deliveries,
     sys_webhook_events,
+    sys_webhook_test_events,
     sys_webhooks,
 );

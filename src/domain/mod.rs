@@ -3,6 +3,7 @@
 //! the crate; storage (`db`) and the HTTP layer (`api`) convert to and from them at their edges.
 
 mod delivery;
+pub mod ops;
 mod status;
 mod webhook;
 

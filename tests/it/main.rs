@@ -8,6 +8,7 @@ mod console_browser;
 mod dispatch;
 mod openapi_routes;
 mod reliability;
+mod replay_ops;
 mod runtime_faults;
 mod security;
 mod stored_data;

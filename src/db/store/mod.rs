@@ -5,6 +5,7 @@ pub mod deliveries;
 pub mod events;
 pub mod keys;
 pub mod recover;
+pub mod replay;
 pub mod stats;
 pub mod webhooks;
 

@@ -1,0 +1,3 @@
+DROP TABLE sys_webhook_test_events;
+DROP INDEX idx_sys_webhook_events_created;
+DROP INDEX idx_sys_webhook_events_tenant_created;
