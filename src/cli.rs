@@ -58,6 +58,11 @@ pub struct Settings {
           num_args = 0..=1, default_missing_value = "true",
           value_parser = clap::builder::BoolishValueParser::new())]
     pub allow_private_targets: bool,
+    /// Webhook URLs must be `https` (no exception for loopback); at start, enabled `http` webhooks are disabled.
+    #[arg(long, env = "BEEMA_REQUIRE_HTTPS", global = true, default_value = "false",
+          num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub require_https: bool,
     /// Comma-separated ranges allowed as targets even though non-public (e.g. `10.20.0.0/16`).
     // The whole list is one value (the full path `::std::vec::Vec` keeps clap from splitting it),
     // so that empty entries can be skipped and a bad entry is named in the error.

@@ -23,6 +23,8 @@ pub struct Admin {
     pub tenant: Option<String>,
     /// For `created_by` / `updated_by`.
     pub name: String,
+    /// The tenant key used, if any (the audit log's actor).
+    pub key_id: Option<String>,
 }
 
 impl Admin {
@@ -35,6 +37,13 @@ impl Admin {
                 "this resource belongs to another tenant",
             ))
         }
+    }
+
+    /// The audit log's actor: the `key_id` of the tenant key used, else `admin`.
+    pub fn actor(&self) -> String {
+        self.key_id
+            .clone()
+            .unwrap_or_else(|| crate::domain::audit::ADMIN.to_string())
     }
 
     /// 403 unless the caller is the global admin.
@@ -115,6 +124,7 @@ pub async fn admin(req: &HttpRequest, st: &AppState) -> ApiResult<Admin> {
         global: true,
         tenant: tenant_header(req)?,
         name: "admin".into(),
+        key_id: None,
     })
 }
 
@@ -132,6 +142,7 @@ fn tenant_admin(req: &HttpRequest, key: crate::db::models::ApiKeyRow) -> ApiResu
         global: false,
         tenant: Some(key.tenant_id),
         name: format!("key:{}", key.name),
+        key_id: Some(key.key_id),
     })
 }
 

@@ -2,6 +2,7 @@
 //! whose arguments are extractors ([`extract`]) and whose `#[utoipa::path]` gives both the route
 //! and its OpenAPI description ([`openapi`]).
 
+pub mod audit;
 pub mod auth;
 pub mod body;
 pub mod deliveries;
@@ -55,6 +56,7 @@ pub fn operations() -> Vec<openapi::Op> {
         webhooks::operations(),
         events::operations(),
         keys::operations(),
+        audit::operations(),
         health::operations(),
         openapi::operations(),
     ]
