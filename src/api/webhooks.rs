@@ -158,7 +158,8 @@ async fn create(
         }
         None => generate_secret(),
     };
-    check_https(&st, &r.url, r.enabled)?;
+    // On create even a disabled webhook: it could only ever be enabled by changing its url.
+    check_https(&st, &r.url, true)?;
     check_target(&st, &r.url).await?;
     let now = Utc::now().naive_utc();
     let row = NewWebhookRow {

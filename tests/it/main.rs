@@ -3,6 +3,7 @@
 
 mod utils;
 
+mod audit;
 mod dispatch;
 mod openapi_routes;
 mod reliability;
