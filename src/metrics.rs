@@ -173,4 +173,21 @@ mod tests {
             assert!(text.contains(name), "{name} missing");
         }
     }
+
+    #[test]
+    fn the_example_alert_rules_name_only_exported_metrics() {
+        let rules = include_str!("../examples/prometheus/alerts.yml");
+        let text = Metrics::new().render();
+        let names: Vec<&str> = rules
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("beema_"))
+            .collect();
+        assert!(names.len() >= 5, "{names:?}");
+        for name in names {
+            assert!(
+                text.contains(&format!("\n{name}")),
+                "{name} is not exported"
+            );
+        }
+    }
 }
