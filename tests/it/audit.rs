@@ -479,7 +479,18 @@ async fn metrics_refuse_a_tenant_key_and_serve_the_admin() {
 
 #[tokio::test]
 async fn credentials_are_checked_before_the_tenant_header() {
-    let Env { server: s, db: _db } = token_env();
+    let Env { server: s, db: _db } = Env::with(|c| {
+        c.admin_token = Some(ADMIN.into());
+        c.event_key = Some("event-key-for-audit-tests".into());
+    });
+    let event = json!({"event": "a/b", "data": {}});
+    for bearer in [None, Some("wrong-token"), Some("bk_unknown")] {
+        let bad = [("x-tenant-id", "not a tenant!")];
+        let (st, v) = s
+            .call_as(Method::POST, "/api/events", bearer, &bad, Some(&event))
+            .await;
+        assert_eq!(st, 401, "publish {bearer:?}: {v}");
+    }
     let (_, key) = new_key(&s, "t", "admin").await;
     let bad_tenant = [("x-tenant-id", "not a tenant!")];
     for path in [
