@@ -159,6 +159,11 @@ impl Handler<DisabledByReceiver> for Router {
     /// the database has it. Once written, the registry is brought in line with the database again
     /// (an admin's change that landed during the retries was overwritten there).
     fn handle(&mut self, msg: DisabledByReceiver, ctx: &mut Self::Context) {
+        // Several attempts in flight may each get a 410: the first disables; the others find it
+        // disabled and change nothing, so the webhook keeps the first reason and one audit entry.
+        if self.is_disabled(msg.webhook_id) {
+            return;
+        }
         if !self.disable_in_registry(msg.webhook_id, &msg.reason, None) {
             return;
         }
@@ -180,6 +185,12 @@ impl Handler<DisabledByReceiver> for Router {
 }
 
 impl Router {
+    /// True when the registry holds the webhook as disabled.
+    fn is_disabled(&self, id: i64) -> bool {
+        let registry = self.registry.read().unwrap_or_else(|p| p.into_inner());
+        registry.get(id).is_some_and(|w| !w.enabled)
+    }
+
     /// Marks a webhook disabled in the registry and tells its actor; with `written_at`, only when
     /// nothing newer than that write reached the registry meanwhile. False when it is unknown.
     fn disable_in_registry(

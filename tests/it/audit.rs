@@ -304,6 +304,37 @@ async fn a_tenant_sees_its_own_entries_and_a_publisher_none() {
 }
 
 #[tokio::test]
+async fn several_410s_in_flight_disable_once_with_one_entry() {
+    let Env { server: s, db: _db } = Env::start();
+    let slow_gone = Reply::status(410).delayed(Duration::from_millis(300));
+    let mut rx = TestReceiver::scripted(vec![], slow_gone);
+    let hook = s.create_webhook("t", "a/b", &rx.url, json!({})).await;
+    let id = hook["webhook_id"].as_i64().unwrap();
+    for _ in 0..4 {
+        s.publish("t", "a/b", json!({})).await;
+    }
+    for _ in 0..2 {
+        rx.expect(WAIT).await;
+    }
+    let failed = |d: &[Value]| d.iter().filter(|d| d["status"] == "failed").count();
+    let q = format!("webhook_id={id}");
+    let d = s.wait_deliveries(&q, WAIT, |d| failed(d) >= 2).await;
+    let w = s
+        .wait_get(&format!("/api/webhooks/{id}"), WAIT, |w| {
+            w["enabled"] == false
+        })
+        .await;
+    let (_, v) = s
+        .get(&format!(
+            "/api/audit?webhook_id={id}&action=webhook.disabled"
+        ))
+        .await;
+    let entries = v["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{} 410s, one entry: {v}", failed(&d));
+    assert_eq!(entries[0]["after"]["disabled_reason"], w["disabled_reason"]);
+}
+
+#[tokio::test]
 async fn a_410_disable_is_recorded_once_by_system() {
     let Env { server: s, db: _db } = Env::start();
     let mut rx = TestReceiver::scripted(vec![Reply::status(410)], Reply::status(410));
