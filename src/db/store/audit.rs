@@ -9,6 +9,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel::result::QueryResult;
 use diesel::SqliteConnection;
+use diesel_async::pooled_connection::deadpool::Object;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde_json::Value;
 
@@ -114,6 +115,26 @@ impl AuditConn for DbConn {
     ) -> impl Future<Output = QueryResult<()>> + Send {
         let entry = entry.clone();
         async move { with_conn!(self, c => c.insert_audit(&entry).await) }
+    }
+}
+
+/// A pooled PostgreSQL connection (the `c` of a transaction begun on the pool object).
+impl AuditConn for Object<AsyncPgConnection> {
+    fn insert_audit(
+        &mut self,
+        entry: &NewAuditEntry,
+    ) -> impl Future<Output = QueryResult<()>> + Send {
+        (**self).insert_audit(entry)
+    }
+}
+
+/// A pooled SQLite connection (the `c` of a transaction begun on the pool object).
+impl AuditConn for Object<SqliteConn> {
+    fn insert_audit(
+        &mut self,
+        entry: &NewAuditEntry,
+    ) -> impl Future<Output = QueryResult<()>> + Send {
+        (**self).insert_audit(entry)
     }
 }
 

@@ -177,7 +177,7 @@ where
                     .get_result(c)
                     .await?;
                 if let Some(entry) = audit(&row, &stored) {
-                    audit::record(&mut **c, &entry).await?;
+                    audit::record(c, &entry).await?;
                 }
                 Ok(Some(stored))
             })
