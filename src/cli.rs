@@ -178,6 +178,20 @@ mod tests {
     }
 
     #[test]
+    fn require_https_is_a_switch_that_defaults_off() {
+        let parse = |args: &[&str]| {
+            let argv = ["beema-webhooks"].iter().chain(args).copied();
+            Cli::try_parse_from(argv).unwrap().settings.require_https
+        };
+        assert!(parse(&["--require-https"]));
+        assert!(parse(&["--require-https=true"]));
+        assert!(!parse(&["--require-https=false"]));
+        if std::env::var_os("BEEMA_REQUIRE_HTTPS").is_none() {
+            assert!(!parse(&[]));
+        }
+    }
+
+    #[test]
     fn values_are_typed() {
         let cli = Cli::try_parse_from([
             "beema-webhooks",
