@@ -15,11 +15,11 @@ use anyhow::Context as _;
 use crate::actors::{Dispatcher, OpsEmitter, StartParams};
 use crate::api::{self, AppState};
 use crate::config::Config;
-use crate::db::models::{StoredWebhookError, WebhookRow};
+use crate::db::models::{StoredWebhookError, WebhookChanges, WebhookRow};
 use crate::db::store::{deliveries, webhooks};
 use crate::db::{self, DbPool};
 use crate::delivery::sender;
-use crate::domain::Webhook;
+use crate::domain::{audit, is_plain_http, Webhook};
 use crate::intake::Intake;
 use crate::metrics::Metrics;
 use crate::secrets::{SecretCipher, SecretError};
@@ -39,15 +39,28 @@ pub async fn run(
     let cipher = SecretCipher::new(config.secret_key.as_deref());
     let metrics = Metrics::new();
     let boot = Instant::now();
+    // Before the registry is loaded, so that no delivery goes out over http first.
+    let https_disabled = if config.require_https {
+        disable_plain_http(&pool, &cipher).await?
+    } else {
+        Vec::new()
+    };
     let (hooks, with_backlog) = load_boot(&pool, &cipher).await?;
     tracing::info!(
         webhooks = hooks.len(),
+        disabled_for_https = https_disabled.len(),
         with_backlog = with_backlog.len(),
         ms = boot.elapsed().as_millis() as u64,
         "webhooks loaded"
     );
     let tls = Arc::new(sender::tls_config().context("TLS settings")?);
     let (ops, ops_rx) = OpsEmitter::channel();
+    // `beema/webhook.disabled` once per webhook: only the start whose write disabled it lists it.
+    let announced: Vec<Webhook> = https_disabled
+        .into_iter()
+        .filter_map(|row| row.into_webhook(&cipher).ok())
+        .collect();
+    ops.disabled_at_start(&announced);
     let dispatcher = Dispatcher::start(StartParams {
         db: pool.clone(),
         metrics: metrics.clone(),
@@ -100,6 +113,57 @@ pub async fn run(
     ops_task.abort();
     tracing::info!("shutdown complete");
     Ok(())
+}
+
+/// The `disabled_reason` of a webhook disabled at start by `BEEMA_REQUIRE_HTTPS`.
+pub const HTTPS_REQUIRED_REASON: &str =
+    "https is required (BEEMA_REQUIRE_HTTPS) and the url is http";
+
+/// `BEEMA_REQUIRE_HTTPS` at start: disables every enabled `http` webhook, each with its
+/// `webhook.disabled` entry by `system` in the same transaction; their waiting deliveries stay
+/// pending (for when the url is fixed and the webhook re-enabled). Answers the webhooks it disabled.
+pub async fn disable_plain_http(
+    pool: &DbPool,
+    cipher: &SecretCipher,
+) -> anyhow::Result<Vec<WebhookRow>> {
+    let mut conn = pool.write().await.context("database")?;
+    let rows = webhooks::all_webhooks(&mut conn)
+        .await
+        .context("loading webhooks")?;
+    let mut disabled = Vec::new();
+    for row in rows
+        .into_iter()
+        .filter(|r| r.enabled && is_plain_http(&r.url))
+    {
+        let at = db::store::now();
+        // Checked again under the lock: another node may have changed it since the listing.
+        let change = move |r: WebhookRow| {
+            let still = r.enabled && is_plain_http(&r.url);
+            Ok::<_, diesel::result::Error>(still.then(|| WebhookChanges {
+                enabled: Some(false),
+                disabled_reason: Some(Some(HTTPS_REQUIRED_REASON.to_string())),
+                updated_at: Some(at),
+                ..Default::default()
+            }))
+        };
+        let c = cipher.clone();
+        // The entry is made only by the write, so it tells whether this call disabled it.
+        let written = Arc::new(AtomicBool::new(false));
+        let wrote = written.clone();
+        let audit = move |before: &WebhookRow, after: &WebhookRow| {
+            wrote.store(true, Ordering::Relaxed);
+            let act = Some(audit::action::WEBHOOK_DISABLED);
+            api::audit::webhook_changed(audit::SYSTEM.into(), act, before, after, &c)
+        };
+        let stored = webhooks::update_webhook_audited(&mut conn, row.webhook_id, change, audit)
+            .await
+            .context("disabling an http webhook")?;
+        if let Some(w) = stored.filter(|_| written.load(Ordering::Relaxed)) {
+            tracing::warn!(webhook_id = w.webhook_id, url = %w.url, "disabled: https is required");
+            disabled.push(w);
+        }
+    }
+    Ok(disabled)
 }
 
 /// Every live webhook, and which of them have deliveries waiting in the database.

@@ -58,6 +58,11 @@ pub struct Settings {
           num_args = 0..=1, default_missing_value = "true",
           value_parser = clap::builder::BoolishValueParser::new())]
     pub allow_private_targets: bool,
+    /// Webhook URLs must be `https` (no exception for loopback); at start, enabled `http` webhooks are disabled.
+    #[arg(long, env = "BEEMA_REQUIRE_HTTPS", global = true, default_value = "false",
+          num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub require_https: bool,
     /// Comma-separated ranges allowed as targets even though non-public (e.g. `10.20.0.0/16`).
     // The whole list is one value (the full path `::std::vec::Vec` keeps clap from splitting it),
     // so that empty entries can be skipped and a bad entry is named in the error.
@@ -170,6 +175,20 @@ mod tests {
         assert!(matches!(cli.command, Some(Command::Migrate)));
         assert_eq!(cli.settings.database_url, "sqlite://x.db");
         assert!(cli.settings.allow_private_targets);
+    }
+
+    #[test]
+    fn require_https_is_a_switch_that_defaults_off() {
+        let parse = |args: &[&str]| {
+            let argv = ["beema-webhooks"].iter().chain(args).copied();
+            Cli::try_parse_from(argv).unwrap().settings.require_https
+        };
+        assert!(parse(&["--require-https"]));
+        assert!(parse(&["--require-https=true"]));
+        assert!(!parse(&["--require-https=false"]));
+        if std::env::var_os("BEEMA_REQUIRE_HTTPS").is_none() {
+            assert!(!parse(&[]));
+        }
     }
 
     #[test]

@@ -105,6 +105,8 @@ pub struct Config {
     pub event_key: Option<String>,
     /// Which delivery targets are allowed.
     pub targets: TargetPolicy,
+    /// `BEEMA_REQUIRE_HTTPS`: enabled webhooks must use `https`.
+    pub require_https: bool,
     /// Secret-at-rest key material.
     pub secret_key: Option<String>,
     /// Largest request body.
@@ -131,6 +133,7 @@ impl Config {
                 allow_private: s.allow_private_targets,
                 allowed_cidrs: s.allowed_target_cidrs.clone(),
             },
+            require_https: s.require_https,
             secret_key: s.secret_key.clone().filter(|t| !t.is_empty()),
             max_body_bytes: s.max_body_bytes,
             json_logs: s.log_format == LogFormat::Json,

@@ -27,6 +27,10 @@ pub struct Metrics {
     pub recorder_batch: Histogram,
     /// Events accepted by the intake.
     pub events_accepted: IntCounter,
+    /// Age in seconds of the oldest delivery not yet final (set at scrape time; 0 when none).
+    pub queue_oldest_age: IntGauge,
+    /// Outcomes handed to the recorder and not yet written (set at scrape time).
+    pub recorder_pending: IntGauge,
 }
 
 impl Metrics {
@@ -77,6 +81,16 @@ impl Metrics {
             "Events committed by the intake",
         )
         .expect("valid metric");
+        let queue_oldest_age = IntGauge::new(
+            "beema_queue_oldest_age_seconds",
+            "Age of the oldest delivery not yet final",
+        )
+        .expect("valid metric");
+        let recorder_pending = IntGauge::new(
+            "beema_recorder_pending",
+            "Outcomes handed to the recorder and not yet written",
+        )
+        .expect("valid metric");
         for s in DeliveryStatus::ALL.into_iter().filter(|s| !s.is_open()) {
             deliveries.with_label_values(&[s.as_str()]);
         }
@@ -94,6 +108,8 @@ impl Metrics {
             actor_restarts,
             recorder_batch,
             events_accepted,
+            queue_oldest_age,
+            recorder_pending,
         };
         m.register_all();
         m
@@ -110,6 +126,8 @@ impl Metrics {
             Box::new(self.actor_restarts.clone()),
             Box::new(self.recorder_batch.clone()),
             Box::new(self.events_accepted.clone()),
+            Box::new(self.queue_oldest_age.clone()),
+            Box::new(self.recorder_pending.clone()),
         ];
         for c in all {
             r.register(c).expect("metric names are unique");
@@ -149,8 +167,27 @@ mod tests {
             "beema_queue_depth",
             "beema_circuit_open",
             "beema_actor_restarts_total",
+            "beema_queue_oldest_age_seconds",
+            "beema_recorder_pending",
         ] {
             assert!(text.contains(name), "{name} missing");
+        }
+    }
+
+    #[test]
+    fn the_example_alert_rules_name_only_exported_metrics() {
+        let rules = include_str!("../examples/prometheus/alerts.yml");
+        let text = Metrics::new().render();
+        let names: Vec<&str> = rules
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("beema_"))
+            .collect();
+        assert!(names.len() >= 5, "{names:?}");
+        for name in names {
+            assert!(
+                text.contains(&format!("\n{name}")),
+                "{name} is not exported"
+            );
         }
     }
 }

@@ -213,6 +213,11 @@ impl Dispatcher {
         self.inner.router.connected() && self.inner.recorder.connected()
     }
 
+    /// Outcomes handed to the recorder and not yet written.
+    pub fn recorder_pending(&self) -> usize {
+        self.inner.recorder.backpressure().pending()
+    }
+
     /// Number of webhooks whose breaker is open.
     pub fn open_circuits(&self) -> usize {
         self.registry().open_circuits()

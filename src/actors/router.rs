@@ -11,9 +11,13 @@ use super::messages::*;
 use super::registry::SharedRegistry;
 use super::webhook::WebhookActor;
 use super::WebhookDeps;
-use crate::db::models::WebhookChanges;
-use crate::db::store::webhooks::update_webhook;
+use serde_json::json;
+
+use crate::db::models::{WebhookChanges, WebhookRow};
+use crate::db::store::audit::NewAuditEntry;
+use crate::db::store::webhooks::update_webhook_audited;
 use crate::db::DbPool;
+use crate::domain::audit;
 use crate::domain::{DeliveryStatus, Webhook};
 
 /// The router actor.
@@ -155,6 +159,11 @@ impl Handler<DisabledByReceiver> for Router {
     /// the database has it. Once written, the registry is brought in line with the database again
     /// (an admin's change that landed during the retries was overwritten there).
     fn handle(&mut self, msg: DisabledByReceiver, ctx: &mut Self::Context) {
+        // Several attempts in flight may each get a 410: the first disables; the others find it
+        // disabled and change nothing, so the webhook keeps the first reason and one audit entry.
+        if self.is_disabled(msg.webhook_id) {
+            return;
+        }
         if !self.disable_in_registry(msg.webhook_id, &msg.reason, None) {
             return;
         }
@@ -176,6 +185,12 @@ impl Handler<DisabledByReceiver> for Router {
 }
 
 impl Router {
+    /// True when the registry holds the webhook as disabled.
+    fn is_disabled(&self, id: i64) -> bool {
+        let registry = self.registry.read().unwrap_or_else(|p| p.into_inner());
+        registry.get(id).is_some_and(|w| !w.enabled)
+    }
+
     /// Marks a webhook disabled in the registry and tells its actor; with `written_at`, only when
     /// nothing newer than that write reached the registry meanwhile. False when it is unknown.
     fn disable_in_registry(
@@ -231,7 +246,7 @@ async fn store_disable(
             ..Default::default()
         };
         let result = match db.write().await {
-            Ok(mut conn) => update_webhook(&mut conn, webhook_id, &changes)
+            Ok(mut conn) => disable_audited(&mut conn, webhook_id, changes, reason.clone())
                 .await
                 .map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
@@ -241,7 +256,10 @@ async fn store_disable(
                 if failures > 0 {
                     tracing::info!(webhook_id, failures, "410 disable stored after retries");
                 }
-                return row.map(|_| at);
+                // A webhook found disabled already (another node's 410, an admin, or this write
+                // committed by a try that reported an error) was left as it was.
+                let ours = |r: &WebhookRow| r.disabled_reason.as_deref() == Some(reason.as_str());
+                return row.filter(ours).map(|_| at);
             }
             Err(e) => {
                 failures += 1;
@@ -254,6 +272,27 @@ async fn store_disable(
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));
     }
+}
+
+/// Disables a webhook that is still enabled, with its `webhook.disabled` entry by `system` in the
+/// same transaction; one already disabled is left alone, so the disable is recorded once however
+/// many nodes see the 410.
+async fn disable_audited(
+    conn: &mut crate::db::DbConn,
+    webhook_id: i64,
+    changes: WebhookChanges,
+    reason: String,
+) -> diesel::QueryResult<Option<WebhookRow>> {
+    let change = move |row: WebhookRow| Ok(row.enabled.then_some(changes));
+    let audit = move |before: &WebhookRow, after: &WebhookRow| {
+        let mut e = NewAuditEntry::new(audit::SYSTEM, audit::action::WEBHOOK_DISABLED);
+        e.tenant_id = Some(after.tenant_id.clone());
+        e.webhook_id = Some(after.webhook_id);
+        let was = json!({ "enabled": before.enabled, "disabled_reason": before.disabled_reason });
+        let now = json!({ "enabled": false, "disabled_reason": reason });
+        Some(e.states(Some(was), Some(now)))
+    };
+    update_webhook_audited(conn, webhook_id, change, audit).await
 }
 
 impl Handler<Drain> for Router {

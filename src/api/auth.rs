@@ -23,7 +23,7 @@ pub struct Admin {
     pub tenant: Option<String>,
     /// For `created_by` / `updated_by`.
     pub name: String,
-    /// The tenant key used (None for the global admin), for `GET /api/whoami`.
+    /// The tenant key used (None for the global admin): `GET /api/whoami`, the audit log's actor.
     pub key_id: Option<String>,
 }
 
@@ -37,6 +37,13 @@ impl Admin {
                 "this resource belongs to another tenant",
             ))
         }
+    }
+
+    /// The audit log's actor: the `key_id` of the tenant key used, else `admin`.
+    pub fn actor(&self) -> String {
+        self.key_id
+            .clone()
+            .unwrap_or_else(|| crate::domain::audit::ADMIN.to_string())
     }
 
     /// 403 unless the caller is the global admin.

@@ -9,7 +9,7 @@ use utoipa::IntoParams;
 use super::auth::Admin;
 use super::body::path_id;
 use super::error::{ApiError, ApiResult};
-use super::extract::Query;
+use super::extract::{GlobalAdmin, Query};
 use super::openapi::{op, Op};
 use super::AppState;
 use crate::actors::status::HealthView;
@@ -54,13 +54,20 @@ async fn readyz(st: web::Data<AppState>) -> HttpResponse {
 
 /// Prometheus metrics.
 #[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text", content_type = "text/plain")))]
-async fn metrics(_: Admin, st: web::Data<AppState>) -> ApiResult<HttpResponse> {
+async fn metrics(_: GlobalAdmin, st: web::Data<AppState>) -> ApiResult<HttpResponse> {
     // Queue depth comes from the database, so it counts the backlog no actor holds in memory.
     if let Ok(mut conn) = st.db.read().await {
         if let Ok(n) = deliveries::count_open(&mut conn).await {
             st.metrics.queue_depth.set(n);
         }
+        if let Ok(oldest) = deliveries::oldest_open(&mut conn).await {
+            let age = oldest.map_or(0, |t| (crate::db::store::now() - t).num_seconds().max(0));
+            st.metrics.queue_oldest_age.set(age);
+        }
     }
+    st.metrics
+        .recorder_pending
+        .set(st.dispatcher.recorder_pending() as i64);
     st.metrics
         .circuit_open
         .set(st.dispatcher.open_circuits() as i64);

@@ -9,6 +9,7 @@ use serde_json::json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::audit::key_entry;
 use super::auth::hash_key;
 use super::error::{ApiError, ApiResult};
 use super::extract::{GlobalAdmin, Json};
@@ -16,6 +17,7 @@ use super::openapi::{op, KeyRequest, Op};
 use super::{validate, AppState};
 use crate::db::models::ApiKeyRow;
 use crate::db::store::keys as store;
+use crate::domain::audit::action;
 use crate::domain::ops::OPS_TENANT;
 use crate::domain::utc;
 
@@ -81,7 +83,7 @@ fn new_key() -> String {
 #[utoipa::path(post, path = "/api/keys", request_body = KeyRequest,
     responses((status = 201, description = "The key", body = KeyView)))]
 async fn create(
-    _: GlobalAdmin,
+    GlobalAdmin(admin): GlobalAdmin,
     Json(input): Json<KeyInput>,
     st: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
@@ -113,8 +115,9 @@ async fn create(
         created_at: Utc::now().naive_utc(),
         revoked_at: None,
     };
+    let entry = key_entry(admin.actor(), action::KEY_CREATED, &row);
     let mut conn = st.db.write().await?;
-    store::insert_key(&mut conn, &row).await?;
+    store::insert_key_audited(&mut conn, &row, &entry).await?;
     let mut view = KeyView::from(row);
     view.key = Some(key);
     Ok(HttpResponse::Created().json(view))
@@ -137,12 +140,15 @@ async fn list(_: GlobalAdmin, st: web::Data<AppState>) -> ApiResult<HttpResponse
 #[utoipa::path(delete, path = "/api/keys/{key_id}", params(("key_id" = String, Path)),
     responses((status = 204, description = "Revoked")))]
 async fn revoke(
-    _: GlobalAdmin,
+    GlobalAdmin(admin): GlobalAdmin,
     key_id: web::Path<String>,
     st: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
+    let actor = admin.actor();
     let mut conn = st.db.write().await?;
-    if !store::revoke_key(&mut conn, &key_id, Utc::now().naive_utc()).await? {
+    let audit = move |k: &ApiKeyRow| key_entry(actor, action::KEY_REVOKED, k);
+    let revoked = store::revoke_key_audited(&mut conn, &key_id, Utc::now().naive_utc(), audit);
+    if revoked.await?.is_none() {
         return Err(ApiError::not_found(format!("key {key_id} not found")));
     }
     Ok(HttpResponse::NoContent().finish())

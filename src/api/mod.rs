@@ -2,6 +2,7 @@
 //! whose arguments are extractors ([`extract`]) and whose `#[utoipa::path]` gives both the route
 //! and its OpenAPI description ([`openapi`]).
 
+pub mod audit;
 pub mod auth;
 pub mod body;
 pub mod console_api;
@@ -59,6 +60,7 @@ pub fn operations() -> Vec<openapi::Op> {
         replay::operations(),
         events::operations(),
         keys::operations(),
+        audit::operations(),
         health::operations(),
         openapi::operations(),
     ]

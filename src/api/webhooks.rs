@@ -9,6 +9,7 @@ use serde::Deserialize;
 use serde_json::json;
 use utoipa::IntoParams;
 
+use super::audit::{webhook_changed, webhook_created, webhook_deleted};
 use super::auth::Admin;
 use super::body::path_id;
 use super::error::{ApiError, ApiResult};
@@ -22,7 +23,8 @@ use crate::db::models::{NewWebhookRow, WebhookChanges, WebhookRow};
 use crate::db::store::webhooks::{self as store, WebhookFilter};
 use crate::delivery::signing::generate_secret;
 use crate::delivery::ssrf::{check_url, TargetError};
-use crate::domain::{PreviousSecret, Webhook, MAX_PREVIOUS_SECRETS};
+use crate::domain::audit::action;
+use crate::domain::{is_plain_http, PreviousSecret, Webhook, MAX_PREVIOUS_SECRETS};
 
 /// Operations of this resource.
 pub fn operations() -> Vec<Op> {
@@ -88,6 +90,17 @@ async fn check_target(st: &AppState, url: &str) -> ApiResult<()> {
     }
 }
 
+/// `BEEMA_REQUIRE_HTTPS`: an enabled webhook must not be left on `http` (no loopback exception).
+fn check_https(st: &AppState, url: &str, enabled: bool) -> ApiResult<()> {
+    if st.config.require_https && enabled && is_plain_http(url) {
+        return Err(ApiError::validation(
+            "url",
+            "must be https: this server requires HTTPS (BEEMA_REQUIRE_HTTPS)",
+        ));
+    }
+    Ok(())
+}
+
 /// Longest wait for the DNS lookup of a target at create/update.
 pub const DNS_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -148,6 +161,8 @@ async fn create(
         }
         None => generate_secret(),
     };
+    // On create even a disabled webhook: it could only ever be enabled by changing its url.
+    check_https(&st, &r.url, true)?;
     check_target(&st, &r.url).await?;
     let now = Utc::now().naive_utc();
     let row = NewWebhookRow {
@@ -170,8 +185,12 @@ async fn create(
         created_by: input.created_by.clone().or(Some(admin.name.clone())),
         updated_by: input.updated_by.clone().or(Some(admin.name.clone())),
     };
+    let (actor, cipher) = (admin.actor(), st.cipher.clone());
     let mut conn = st.db.write().await?;
-    let stored = store::insert_webhook(&mut conn, &row).await?;
+    let stored = store::insert_webhook_audited(&mut conn, &row, move |stored| {
+        webhook_created(actor, stored, &cipher)
+    })
+    .await?;
     drop(conn);
     let w = stored.into_webhook(&st.cipher)?;
     st.dispatcher.upsert(Arc::new(w.clone())).await?;
@@ -276,6 +295,7 @@ async fn update(
         return Err(ApiError::validation("tenant_id", "cannot be changed"));
     }
     let r = resolve(&input, Some(&current))?;
+    check_https(st, &r.url, r.enabled)?;
     if r.url != current.url {
         check_target(st, &r.url).await?;
     }
@@ -311,16 +331,28 @@ async fn update(
         updated_at: Some(Utc::now().naive_utc()),
         updated_by: Some(input.updated_by.clone().or(Some(admin.name.clone()))),
     };
-    let w = save(st, id, &changes).await?;
+    let w = save(st, admin, id, changes).await?;
     Ok(HttpResponse::Ok().json(WebhookView::new(&w, false)))
 }
 
-/// Writes changes and tells the router before answering.
-async fn save(st: &AppState, id: i64, changes: &WebhookChanges) -> ApiResult<Webhook> {
+/// Writes changes with their audit entry (none when they changed nothing) and tells the router
+/// before answering.
+async fn save(
+    st: &AppState,
+    admin: &Admin,
+    id: i64,
+    changes: WebhookChanges,
+) -> ApiResult<Webhook> {
+    let (actor, cipher) = (admin.actor(), st.cipher.clone());
     let mut conn = st.db.write().await?;
-    let row = store::update_webhook(&mut conn, id, changes)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("webhook {id} not found")))?;
+    let row = store::update_webhook_audited::<ApiError, _, _>(
+        &mut conn,
+        id,
+        move |_| Ok(Some(changes)),
+        move |before, after| webhook_changed(actor, None, before, after, &cipher),
+    )
+    .await?
+    .ok_or_else(|| ApiError::not_found(format!("webhook {id} not found")))?;
     drop(conn);
     publish_change(st, row).await
 }
@@ -363,9 +395,10 @@ async fn delete(st: &AppState, admin: &Admin, id: i64) -> ApiResult<HttpResponse
         .await?
         .ok_or_else(|| ApiError::not_found(format!("webhook {id} not found")))?;
     admin.check_tenant(&row.tenant_id)?;
+    let entry = webhook_deleted(admin.actor(), &row, &st.cipher);
     // Cancel in the database first: the actor may still send until the router retires it below,
     // which is before this call returns.
-    if !store::delete_webhook(&mut conn, id, Utc::now().naive_utc()).await? {
+    if !store::delete_webhook_audited(&mut conn, id, Utc::now().naive_utc(), Some(entry)).await? {
         return Err(ApiError::not_found(format!("webhook {id} not found")));
     }
     drop(conn);
@@ -429,11 +462,12 @@ async fn rotate_secret(
     };
     load_owned(&st, &admin, id).await?;
     let cipher = st.cipher.clone();
+    let (actor, audit_cipher) = (admin.actor(), st.cipher.clone());
     let by = admin.name.clone();
     // Read and write under one lock: a concurrent rotation's new secret becomes an old one here
     // instead of being overwritten.
     let mut conn = st.db.write().await?;
-    let row = store::update_webhook_with(&mut conn, id, move |row| {
+    let rotate = move |row: WebhookRow| {
         let current = row.into_webhook(&cipher)?;
         let now = Utc::now();
         let previous = rotated_previous(current.secret, current.previous_secrets, grace, now);
@@ -444,16 +478,21 @@ async fn rotate_secret(
                 expires_at: p.expires_at,
             })
             .collect();
-        Ok::<_, ApiError>(WebhookChanges {
+        Ok::<_, ApiError>(Some(WebhookChanges {
             secret: Some(cipher.seal(&new_secret)),
             previous_secrets: Some(JsonColumn::new(&sealed)),
             updated_at: Some(now.naive_utc()),
             updated_by: Some(Some(by)),
             ..Default::default()
-        })
-    })
-    .await?
-    .ok_or_else(|| ApiError::not_found(format!("webhook {id} not found")))?;
+        }))
+    };
+    let audit = move |before: &WebhookRow, after: &WebhookRow| {
+        let act = Some(action::WEBHOOK_SECRET_ROTATED);
+        webhook_changed(actor, act, before, after, &audit_cipher)
+    };
+    let row = store::update_webhook_audited(&mut conn, id, rotate, audit)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("webhook {id} not found")))?;
     drop(conn);
     let w = publish_change(&st, row).await?;
     Ok(HttpResponse::Ok().json(WebhookView::new(&w, true)))

@@ -13,6 +13,21 @@ diesel::table! {
 }
 
 diesel::table! {
+    sys_audit_log (audit_seq) {
+        audit_seq -> BigInt,
+        audit_id -> Text,
+        at -> Timestamp,
+        actor -> Text,
+        action -> Text,
+        tenant_id -> Nullable<Text>,
+        webhook_id -> Nullable<BigInt>,
+        key_id -> Nullable<Text>,
+        before -> Nullable<Jsonb>,
+        after -> Nullable<Jsonb>,
+    }
+}
+
+diesel::table! {
     sys_webhook_attempts (attempt_id) {
         attempt_id -> BigInt,
         delivery_id -> Text,
@@ -91,6 +106,7 @@ diesel::joinable!(sys_webhook_deliveries -> sys_webhooks (webhook_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     sys_api_keys,
+    sys_audit_log,
     sys_webhook_attempts,
     sys_webhook_deliveries,
     sys_webhook_events,

@@ -2,6 +2,7 @@
 //! transitions. Plain types at the bottom of the crate: nothing here imports another module of
 //! the crate; storage (`db`) and the HTTP layer (`api`) convert to and from them at their edges.
 
+pub mod audit;
 mod delivery;
 pub mod ops;
 mod status;
@@ -17,6 +18,12 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 pub const MAX_PREVIOUS_SECRETS: usize = 10;
 /// Stored response bodies are cut to this many characters.
 pub const RESPONSE_BODY_CHARS: usize = 1000;
+
+/// True for a plain `http` URL (`BEEMA_REQUIRE_HTTPS` refuses those on enabled webhooks).
+pub fn is_plain_http(url: &str) -> bool {
+    url.get(..5)
+        .is_some_and(|s| s.eq_ignore_ascii_case("http:"))
+}
 
 /// UTC time from a stored timestamp (timestamps are stored without zone, always UTC).
 pub fn utc(t: NaiveDateTime) -> DateTime<Utc> {

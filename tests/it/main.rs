@@ -3,6 +3,7 @@
 
 mod utils;
 
+mod audit;
 mod console_api;
 mod console_browser;
 mod dispatch;

@@ -200,3 +200,12 @@ pub async fn count_open(conn: &mut DbConn) -> QueryResult<i64> {
         .get_result(c)
         .await)
 }
+
+/// When the oldest delivery not yet final was created (None: no such delivery).
+pub async fn oldest_open(conn: &mut DbConn) -> QueryResult<Option<NaiveDateTime>> {
+    with_conn!(conn, c => d::table
+        .filter(is_open())
+        .select(diesel::dsl::min(d::created_at))
+        .get_result(c)
+        .await)
+}

@@ -1,5 +1,6 @@
 //! Queries, written once for both backends (see [`crate::with_conn!`]); one file per table.
 
+pub mod audit;
 pub mod batch;
 pub mod deliveries;
 pub mod events;

@@ -8,6 +8,7 @@ use diesel_async::RunQueryDsl;
 use crate::db::models::{CloseDelivery, NewWebhookRow, WebhookChanges, WebhookRow};
 use crate::db::schema::{sys_webhook_deliveries as d, sys_webhooks as w};
 use crate::db::status::is_open;
+use crate::db::store::audit::{self, NewAuditEntry};
 use crate::db::DbConn;
 use crate::with_conn;
 
@@ -102,6 +103,22 @@ where
     E: From<diesel::result::Error> + Send + 'static,
     F: FnOnce(WebhookRow) -> Result<WebhookChanges, E> + Send + 'static,
 {
+    update_webhook_audited(conn, id, move |row| change(row).map(Some), |_, _| None).await
+}
+
+/// [`update_webhook_with`] that also writes the change's audit entry in the same transaction.
+/// `change` answering None writes nothing (the row is answered as it is).
+pub async fn update_webhook_audited<E, F, A>(
+    conn: &mut DbConn,
+    id: i64,
+    change: F,
+    audit: A,
+) -> Result<Option<WebhookRow>, E>
+where
+    E: From<diesel::result::Error> + Send + 'static,
+    F: FnOnce(WebhookRow) -> Result<Option<WebhookChanges>, E> + Send + 'static,
+    A: FnOnce(&WebhookRow, &WebhookRow) -> Option<NewAuditEntry> + Send + 'static,
+{
     use diesel_async::AsyncConnection;
     let live = move || {
         w::table
@@ -120,8 +137,9 @@ where
                         else {
                             return Ok(Ok(None));
                         };
-                        let changes = match change(row) {
-                            Ok(changes) => changes,
+                        let changes = match change(row.clone()) {
+                            Ok(Some(changes)) => changes,
+                            Ok(None) => return Ok(Ok(Some(row))),
                             Err(e) => return Ok(Err(e)),
                         };
                         let stored = diesel::RunQueryDsl::get_result(
@@ -130,6 +148,9 @@ where
                                 .returning(WebhookRow::as_returning()),
                             c,
                         )?;
+                        if let Some(entry) = audit(&row, &stored) {
+                            audit::record_blocking(c, &entry)?;
+                        }
                         Ok(Ok(Some(stored)))
                     })
                 })
@@ -147,12 +168,17 @@ where
                 else {
                     return Ok(None);
                 };
-                let changes = change(row)?;
+                let Some(changes) = change(row.clone())? else {
+                    return Ok(Some(row));
+                };
                 let stored = diesel::update(live())
                     .set(&changes)
                     .returning(WebhookRow::as_returning())
                     .get_result(c)
                     .await?;
+                if let Some(entry) = audit(&row, &stored) {
+                    audit::record(c, &entry).await?;
+                }
                 Ok(Some(stored))
             })
             .await
@@ -160,8 +186,36 @@ where
     }
 }
 
+/// Inserts a webhook and the audit entry `audit` makes of it, in one transaction.
+pub async fn insert_webhook_audited(
+    conn: &mut DbConn,
+    row: &NewWebhookRow,
+    audit: impl FnOnce(&WebhookRow) -> NewAuditEntry + Send,
+) -> QueryResult<WebhookRow> {
+    use diesel_async::AsyncConnection;
+    with_conn!(conn, c => c.transaction::<_, diesel::result::Error, _>(async move |c| {
+        let stored = diesel::insert_into(w::table)
+            .values(row)
+            .returning(WebhookRow::as_returning())
+            .get_result(c)
+            .await?;
+        audit::record(c, &audit(&stored)).await?;
+        Ok(stored)
+    }).await)
+}
+
 /// Soft-deletes a webhook and cancels its deliveries that are not final; false when it did not exist.
 pub async fn delete_webhook(conn: &mut DbConn, id: i64, now: NaiveDateTime) -> QueryResult<bool> {
+    delete_webhook_audited(conn, id, now, None).await
+}
+
+/// [`delete_webhook`] that also records `entry` in the same transaction when it deleted.
+pub async fn delete_webhook_audited(
+    conn: &mut DbConn,
+    id: i64,
+    now: NaiveDateTime,
+    entry: Option<NewAuditEntry>,
+) -> QueryResult<bool> {
     use diesel_async::AsyncConnection;
     with_conn!(conn, c => c.transaction::<_, diesel::result::Error, _>(async move |c| {
         let n = diesel::update(w::table.filter(w::webhook_id.eq(id)).filter(w::deleted_at.is_null()))
@@ -175,6 +229,9 @@ pub async fn delete_webhook(conn: &mut DbConn, id: i64, now: NaiveDateTime) -> Q
             .set(CloseDelivery::cancelled("webhook deleted", now))
             .execute(c)
             .await?;
+        if let Some(entry) = &entry {
+            audit::record(c, entry).await?;
+        }
         Ok(true)
     }).await)
 }

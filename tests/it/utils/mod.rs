@@ -124,6 +124,7 @@ pub fn test_config(db: &TestDb) -> Config {
             allow_private: true,
             allowed_cidrs: vec![],
         },
+        require_https: false,
         secret_key: None,
         max_body_bytes: 1_048_576,
         json_logs: false,
