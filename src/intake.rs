@@ -243,12 +243,14 @@ async fn commit(ctx: &IntakeCtx, events: Vec<NewEvent>) -> Result<Vec<CommittedE
 /// Finds each event's webhooks and builds its delivery rows; delivery ids are UUIDv7 made here,
 /// in commit order, so that id order is acceptance order for every webhook.
 fn prepare(dispatcher: &Dispatcher, events: Vec<NewEvent>) -> Vec<PendingEvent> {
-    let matched = dispatcher.matching_ids(
-        events
-            .iter()
-            .filter(|e| e.only_webhook.is_none())
-            .map(|e| (e.tenant_id.as_str(), e.event_type.as_str())),
-    );
+    let matched =
+        dispatcher.matching_ids(events.iter().filter(|e| e.only_webhook.is_none()).map(|e| {
+            (
+                e.tenant_id.as_str(),
+                e.event_type.as_str(),
+                e.payload.as_str(),
+            )
+        }));
     let mut matched = matched.into_iter();
     events
         .into_iter()

@@ -2,6 +2,7 @@
 
 pub mod batch;
 pub mod deliveries;
+pub mod event_types;
 pub mod events;
 pub mod keys;
 pub mod webhooks;
