@@ -6,6 +6,7 @@ pub mod auth;
 pub mod body;
 pub mod deliveries;
 pub mod error;
+pub mod event_types;
 pub mod events;
 pub mod extract;
 pub mod health;
@@ -22,6 +23,7 @@ use std::sync::Arc;
 use actix_web::{web, HttpResponse};
 
 use crate::actors::Dispatcher;
+use crate::catalog::SchemaCache;
 use crate::config::Config;
 use crate::db::DbPool;
 use crate::intake::Intake;
@@ -45,6 +47,8 @@ pub struct AppState {
     pub cipher: SecretCipher,
     /// Set at shutdown: publishing answers 503 so publishers go elsewhere.
     pub draining: Arc<AtomicBool>,
+    /// Compiled schemas of the event-type catalog, shared by the nodes of this process.
+    pub schemas: Arc<SchemaCache>,
 }
 
 /// Every operation, in registration order: deliveries come before `/api/webhooks/{id}` so that
@@ -54,6 +58,7 @@ pub fn operations() -> Vec<openapi::Op> {
         deliveries::operations(),
         webhooks::operations(),
         events::operations(),
+        event_types::operations(),
         keys::operations(),
         health::operations(),
         openapi::operations(),
