@@ -6,6 +6,7 @@ mod utils;
 mod dispatch;
 mod openapi_routes;
 mod reliability;
+mod routing;
 mod runtime_faults;
 mod security;
 mod stored_data;
