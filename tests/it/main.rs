@@ -4,6 +4,7 @@
 mod utils;
 
 mod dispatch;
+mod event_types;
 mod openapi_routes;
 mod reliability;
 mod routing;
