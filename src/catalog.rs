@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::{Duration, Instant};
 
 use jsonschema::paths::LocationSegment;
 use jsonschema::{Draft, Validator};
@@ -65,10 +66,20 @@ pub struct SchemaFailure {
     pub message: String,
 }
 
+/// How often a node asks the database whether the declarations changed (another process may
+/// have changed them; within the process a change updates the cache at once).
+pub const RECHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// What identifies the stored declarations' state: how many, and the last change.
+pub type CatalogVersion = (i64, Option<chrono::NaiveDateTime>);
+
 /// Compiled validators by type name.
 #[derive(Default)]
 pub struct SchemaCache {
     validators: RwLock<HashMap<String, Arc<Validator>>>,
+    /// The declarations' state the validators were loaded for, and when it was last compared
+    /// with the database's.
+    version: Mutex<(Option<CatalogVersion>, Option<Instant>)>,
 }
 
 impl SchemaCache {
@@ -96,6 +107,33 @@ impl SchemaCache {
             }
         }
         *self.validators.write().unwrap_or_else(|p| p.into_inner()) = compiled;
+    }
+
+    /// True at most once per [`RECHECK_EVERY`]: the caller then compares the stored version with
+    /// [`SchemaCache::is_current`] (the others go on with the cache as it is).
+    pub fn recheck_due(&self) -> bool {
+        let mut v = self.version.lock().unwrap_or_else(|p| p.into_inner());
+        let due = v.1.is_none_or(|at| at.elapsed() >= RECHECK_EVERY);
+        if due {
+            v.1 = Some(Instant::now());
+        }
+        due
+    }
+
+    /// True when the validators were loaded for `version`.
+    pub fn is_current(&self, version: CatalogVersion) -> bool {
+        self.version.lock().unwrap_or_else(|p| p.into_inner()).0 == Some(version)
+    }
+
+    /// Makes the next publish compare with the database again (after a change stored here, so
+    /// that a reload read just before it cannot leave an older schema in place).
+    pub fn invalidate(&self) {
+        *self.version.lock().unwrap_or_else(|p| p.into_inner()) = (None, None);
+    }
+
+    /// Notes that the validators now reflect `version`.
+    pub fn loaded(&self, version: CatalogVersion) {
+        self.version.lock().unwrap_or_else(|p| p.into_inner()).0 = Some(version);
     }
 
     /// Sets (or with None removes) the validator of one type, after its change is stored.
@@ -186,6 +224,23 @@ mod tests {
                                 "properties": {"a": {"$ref": "#/$defs/n"}}}))
         .is_ok());
         assert!(compile(&json!(true)).is_ok());
+    }
+
+    #[test]
+    fn rechecks_at_most_once_per_interval_and_after_a_change() {
+        let cache = SchemaCache::default();
+        assert!(cache.recheck_due());
+        assert!(!cache.recheck_due(), "within the interval");
+        let v = (8, None);
+        assert!(!cache.is_current(v));
+        cache.loaded(v);
+        assert!(cache.is_current(v));
+        cache.invalidate();
+        assert!(!cache.is_current(v));
+        assert!(
+            cache.recheck_due(),
+            "a change makes the next publish recheck"
+        );
     }
 
     #[test]

@@ -157,6 +157,7 @@ async fn put(
     // Only a changed schema is recompiled; the cache then serves every later publish.
     if change.schema.is_some() {
         st.schemas.set(&name, validator);
+        st.schemas.invalidate();
     }
     let view = EventTypeView::new(name, Some(&row), figures.first());
     Ok(if created {
@@ -164,6 +165,35 @@ async fn put(
     } else {
         HttpResponse::Ok().json(view)
     })
+}
+
+/// Brings the schema cache in line with the database when a recheck is due (at most once per
+/// [`catalog::RECHECK_EVERY`]; a change made through this process is in the cache already). A
+/// database error leaves the cache as it is: publishing does not depend on this read.
+pub async fn refresh_schemas(st: &AppState) {
+    if !st.schemas.recheck_due() {
+        return;
+    }
+    if let Err(e) = reload_if_changed(st).await {
+        tracing::warn!(error = %e, "event-type schemas not rechecked");
+    }
+}
+
+async fn reload_if_changed(st: &AppState) -> ApiResult<()> {
+    let mut conn = st.db.read().await?;
+    let version = store::version(&mut conn).await?;
+    if st.schemas.is_current(version) {
+        return Ok(());
+    }
+    let rows = store::list_declared(&mut conn).await?;
+    drop(conn);
+    st.schemas.load(
+        rows.into_iter()
+            .filter_map(|r| Some((r.name, r.schema?.parse().ok()?)))
+            .collect(),
+    );
+    st.schemas.loaded(version);
+    Ok(())
 }
 
 fn check_name(name: &str) -> ApiResult<()> {

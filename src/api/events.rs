@@ -244,6 +244,9 @@ async fn accept(
             "shutting down; publish again to another node or later",
         ));
     }
+    if st.config.validate_events {
+        super::event_types::refresh_schemas(st).await;
+    }
     let schemas = st.config.validate_events.then_some(&*st.schemas);
     let events = parse_events(body, header_tenant.as_deref(), publisher, schemas)?;
     st.intake

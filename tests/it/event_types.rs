@@ -406,3 +406,58 @@ async fn validate_events_false_turns_the_check_off() {
     );
     assert_eq!(t["count"], 1);
 }
+
+/// Removes a type's schema past the server, as another process sharing the database would.
+async fn drop_schema_elsewhere(db: &TestDb, name: &str) {
+    use beema_webhooks::config::DatabaseUrl;
+    use diesel::sql_types::Text;
+    match &db.url {
+        DatabaseUrl::Sqlite(path) => {
+            use diesel::{Connection, RunQueryDsl};
+            let mut c = diesel::SqliteConnection::establish(path).expect("open the SQLite file");
+            diesel::sql_query(
+                "UPDATE sys_event_types SET schema = NULL, \
+                 updated_at = datetime('now', '+1 day') WHERE name = ?",
+            )
+            .bind::<Text, _>(name)
+            .execute(&mut c)
+            .expect("update sys_event_types");
+        }
+        DatabaseUrl::Postgres(url) => {
+            use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+            let mut c = AsyncPgConnection::establish(url)
+                .await
+                .expect("connect to PostgreSQL");
+            diesel::sql_query(
+                "UPDATE sys_event_types SET schema = NULL, \
+                 updated_at = (now() AT TIME ZONE 'utc') + interval '1 day' WHERE name = $1",
+            )
+            .bind::<Text, _>(name)
+            .execute(&mut c)
+            .await
+            .expect("update sys_event_types");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_schema_changed_by_another_process_applies_within_the_recheck_interval() {
+    let (s, db) = open_env();
+    let bad = json!({"event": "policy/bound", "data": {"tenantId": "t1", "premium": -5}});
+    let (status, _) = s.post("/api/events", &bad).await;
+    assert_eq!(status, 422);
+    drop_schema_elsewhere(&db, "policy/bound").await;
+    crate::utils::eventually(
+        std::time::Duration::from_secs(5),
+        "the publish to pass once the schema is gone",
+        || async {
+            let (status, v) = s.post("/api/events", &bad).await;
+            if status == 202 {
+                Ok(())
+            } else {
+                Err(v)
+            }
+        },
+    )
+    .await;
+}

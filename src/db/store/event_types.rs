@@ -49,6 +49,15 @@ pub async fn list_declared(conn: &mut DbConn) -> QueryResult<Vec<EventTypeRow>> 
         .await)
 }
 
+/// The declarations' state: how many, and the last change (compared to see whether another
+/// process changed a schema).
+pub async fn version(conn: &mut DbConn) -> QueryResult<(i64, Option<NaiveDateTime>)> {
+    with_conn!(conn, c => t::table
+        .select((count_star(), max(t::updated_at)))
+        .first(c)
+        .await)
+}
+
 /// One declared type.
 pub async fn find_declared(conn: &mut DbConn, name: &str) -> QueryResult<Option<EventTypeRow>> {
     with_conn!(conn, c => t::table
