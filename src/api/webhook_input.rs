@@ -121,7 +121,8 @@ pub struct RotateInput {
 /// Body of `match`.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct MatchInput {
-    #[schema(pattern = r"^(\*|[A-Za-z0-9_.:/-]{1,256})$")]
+    /// An exact event name, `*` or `<prefix>/*`.
+    #[schema(pattern = r"^(\*|[A-Za-z0-9_.:/-]{1,254}/\*|[A-Za-z0-9_.:/-]{1,256})$")]
     pub event_type: Option<String>,
     #[schema(pattern = r"^[A-Za-z0-9_.:-]{1,128}$")]
     pub tenant_id: Option<String>,
