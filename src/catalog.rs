@@ -19,6 +19,9 @@ pub const MAX_SCHEMA_BYTES: usize = 64 * 1024;
 /// Longest description, in characters.
 pub const MAX_DESCRIPTION_CHARS: usize = 1000;
 
+/// The dialect every schema is read as.
+const DRAFT_2020_12: &str = "https://json-schema.org/draft/2020-12/schema";
+
 /// Checks and compiles a schema of an event's `data`; the error says what is wrong.
 pub fn compile(schema: &Value) -> Result<Validator, String> {
     let size = serde_json::to_string(schema).map_or(usize::MAX, |s| s.len());
@@ -35,6 +38,14 @@ pub fn compile(schema: &Value) -> Result<Validator, String> {
         return Err(format!(
             "`$ref` {r} points outside the schema; only local references (`#...`) are allowed"
         ));
+    }
+    if let Some(dialect) = schema.get("$schema") {
+        let uri = dialect.as_str().unwrap_or_default().trim_end_matches('#');
+        if uri != DRAFT_2020_12 {
+            return Err(format!(
+                "`$schema` must be {DRAFT_2020_12} (or left out): only draft 2020-12 is supported"
+            ));
+        }
     }
     jsonschema::draft202012::meta::validate(schema)
         .map_err(|e| format!("is not a valid JSON Schema draft 2020-12: {e}"))?;
@@ -214,6 +225,8 @@ mod tests {
             json!({"minimum": "zero"}),
             json!(3),
             json!({"$ref": "https://example.com/schema.json"}),
+            json!({"$schema": "https://example.com/meta-schema"}),
+            json!({"$dynamicRef": "https://example.com/schema.json#node"}),
             json!({"properties": {"a": {"$ref": "other.json#/x"}}}),
             json!({"description": "x".repeat(MAX_SCHEMA_BYTES)}),
         ];
@@ -224,6 +237,11 @@ mod tests {
                                 "properties": {"a": {"$ref": "#/$defs/n"}}}))
         .is_ok());
         assert!(compile(&json!(true)).is_ok());
+        assert!(compile(
+            &json!({"$schema": "https://json-schema.org/draft/2020-12/schema",
+                                "type": "object"})
+        )
+        .is_ok());
     }
 
     #[test]

@@ -269,6 +269,11 @@ async fn invalid_declarations_are_422s_naming_the_field() {
         ("a/b", json!({"schema": 7}), "schema"),
         (
             "a/b",
+            json!({"schema": {"$schema": "http://json-schema.org/draft-07/schema#"}}),
+            "schema",
+        ),
+        (
+            "a/b",
             json!({"schema": {"$ref": "https://example.com/s.json"}}),
             "schema",
         ),
