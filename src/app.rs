@@ -14,9 +14,10 @@ use anyhow::Context as _;
 
 use crate::actors::{Dispatcher, OpsEmitter, StartParams};
 use crate::api::{self, AppState};
-use crate::config::Config;
+use crate::catalog::SchemaCache;
+use crate::config::{Config, DatabaseUrl};
 use crate::db::models::{StoredWebhookError, WebhookChanges, WebhookRow};
-use crate::db::store::{deliveries, webhooks};
+use crate::db::store::{deliveries, event_types, webhooks};
 use crate::db::{self, DbPool};
 use crate::delivery::sender;
 use crate::domain::{audit, is_plain_http, Webhook};
@@ -53,6 +54,7 @@ pub async fn run(
         ms = boot.elapsed().as_millis() as u64,
         "webhooks loaded"
     );
+    let schemas = load_schemas(&pool, &config.database).await?;
     let tls = Arc::new(sender::tls_config().context("TLS settings")?);
     let (ops, ops_rx) = OpsEmitter::channel();
     // `beema/webhook.disabled` once per webhook: only the start whose write disabled it lists it.
@@ -83,6 +85,7 @@ pub async fn run(
         metrics,
         cipher,
         draining: draining.clone(),
+        schemas,
     });
     let server = HttpServer::new(move || {
         App::new()
@@ -181,6 +184,25 @@ async fn load_boot(
         .await
         .context("finding waiting deliveries")?;
     Ok((hooks, backlog.into_iter().collect()))
+}
+
+/// The catalog's schemas, compiled into the cache this process shares for `database`.
+async fn load_schemas(pool: &DbPool, database: &DatabaseUrl) -> anyhow::Result<Arc<SchemaCache>> {
+    let key = match database {
+        DatabaseUrl::Sqlite(p) => format!("sqlite:{p}"),
+        DatabaseUrl::Postgres(u) => u.clone(),
+    };
+    let cache = SchemaCache::shared(&key);
+    let mut conn = pool.read().await.context("database")?;
+    let rows = event_types::list_declared(&mut conn)
+        .await
+        .context("loading event-type schemas")?;
+    cache.load(
+        rows.into_iter()
+            .filter_map(|r| Some((r.name, r.schema?.parse().ok()?)))
+            .collect(),
+    );
+    Ok(cache)
 }
 
 /// The webhooks of `rows`, ready for dispatch. One whose settings columns do not parse is logged

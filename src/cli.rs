@@ -80,6 +80,11 @@ pub struct Settings {
         global = true
     )]
     pub max_body_bytes: usize,
+    /// Check published events against their type's JSON Schema in the event-type catalog.
+    #[arg(long, env = "BEEMA_VALIDATE_EVENTS", global = true, default_value = "true",
+          num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub validate_events: bool,
     /// Log format (the log filter itself is `RUST_LOG`, default `info`).
     #[arg(long, env = "BEEMA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,

@@ -115,6 +115,8 @@ pub struct Config {
     pub json_logs: bool,
     /// Internal knobs.
     pub tuning: Tuning,
+    /// Check published events against their type's schema (`BEEMA_VALIDATE_EVENTS`).
+    pub validate_events: bool,
 }
 
 impl Config {
@@ -138,6 +140,7 @@ impl Config {
             max_body_bytes: s.max_body_bytes,
             json_logs: s.log_format == LogFormat::Json,
             tuning: Tuning::default(),
+            validate_events: s.validate_events,
         };
         config.check_exposure()?;
         Ok(config)
@@ -181,6 +184,15 @@ mod tests {
         let c = Config::from_settings(&settings(&["--database-url", "sqlite://a.db"])).unwrap();
         assert_eq!(c.database, DatabaseUrl::Sqlite("a.db".into()));
         assert_eq!(c.max_body_bytes, 1_048_576);
+        assert!(c.validate_events);
+        let off = Config::from_settings(&settings(&[
+            "--database-url",
+            "sqlite://a.db",
+            "--validate-events",
+            "false",
+        ]))
+        .unwrap();
+        assert!(!off.validate_events);
     }
 
     #[test]

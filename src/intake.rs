@@ -251,7 +251,13 @@ fn prepare(dispatcher: &Dispatcher, events: Vec<NewEvent>) -> Vec<PendingEvent> 
         events
             .iter()
             .filter(|e| e.only_webhook.is_none() && e.targets.is_none())
-            .map(|e| (e.tenant_id.as_str(), e.event_type.as_str())),
+            .map(|e| {
+                (
+                    e.tenant_id.as_str(),
+                    e.event_type.as_str(),
+                    e.payload.as_str(),
+                )
+            }),
     );
     let mut matched = matched.into_iter();
     events

@@ -19,10 +19,13 @@
 //!   the crate. Storage converts rows to and from them (`db::models`), the API renders them
 //!   (`api::views`).
 //! - [`secrets`], [`metrics`]: secrets at rest, Prometheus families.
+//! - [`routing`]: event-type patterns and payload filters (pure, unit-tested).
+//! - [`catalog`]: the event-type catalog's schemas, compiled once per change, checked at publish.
 
 pub mod actors;
 pub mod api;
 pub mod app;
+pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod console;
@@ -32,6 +35,7 @@ pub mod domain;
 pub mod intake;
 pub mod metrics;
 pub mod ops;
+pub mod routing;
 pub mod secrets;
 #[doc(hidden)]
 pub mod testing;

@@ -65,10 +65,12 @@ pub fn to_event(dispatcher: &Dispatcher, fact: &OpsFact) -> NewEvent {
         timestamp: fact.at.to_rfc3339_opts(SecondsFormat::AutoSi, true),
     })
     .unwrap_or_default();
-    // A webhook's `filter` (§7) is checked here against `payload` once filters exist.
+    // Filters see the payload as the receiver would get it, as at intake.
+    let parsed: Value = serde_json::from_str(&payload).unwrap_or(Value::Null);
     let targets = dispatcher
         .ops_targets(&fact.tenant_id, event_type, fact.webhook_id)
         .into_iter()
+        .filter(|w| w.passes(&parsed))
         .map(|w| (w.id, w.tenant_id.clone()))
         .collect();
     NewEvent {

@@ -133,16 +133,35 @@ impl Dispatcher {
         self.registry().matching(tenant_id, event_type)
     }
 
-    /// The ids of the webhooks each (tenant, event type) goes to, under one read of the registry
-    /// (the intake matches a whole group at once).
+    /// The ids of the webhooks each (tenant, event type, payload) goes to, filters evaluated on
+    /// the payload. Types are matched under one read of the registry (the intake matches a whole
+    /// group at once); filters run after it is released, and a payload is parsed only when one of
+    /// its matches has a filter.
     pub fn matching_ids<'a>(
         &self,
-        events: impl IntoIterator<Item = (&'a str, &'a str)>,
+        events: impl IntoIterator<Item = (&'a str, &'a str, &'a str)>,
     ) -> Vec<Vec<i64>> {
-        let reg = self.registry();
-        events
+        let matched: Vec<(Vec<Arc<Webhook>>, &str)> = {
+            let reg = self.registry();
+            events
+                .into_iter()
+                .map(|(tenant, ty, payload)| (reg.matching(tenant, ty), payload))
+                .collect()
+        };
+        matched
             .into_iter()
-            .map(|(tenant, ty)| reg.matching(tenant, ty).iter().map(|w| w.id).collect())
+            .map(|(matches, payload)| {
+                if matches.iter().all(|w| w.filter.is_none()) {
+                    return matches.iter().map(|w| w.id).collect();
+                }
+                let parsed: serde_json::Value =
+                    serde_json::from_str(payload).unwrap_or(serde_json::Value::Null);
+                matches
+                    .iter()
+                    .filter(|w| w.passes(&parsed))
+                    .map(|w| w.id)
+                    .collect()
+            })
             .collect()
     }
 

@@ -7,6 +7,7 @@ use std::sync::{Arc, RwLock};
 use super::status::WebhookStatus;
 use crate::delivery::breaker::CircuitState;
 use crate::domain::Webhook;
+use crate::routing::pattern;
 
 /// Shared handle: the router writes, the [`super::Dispatcher`] reads.
 pub type SharedRegistry = Arc<RwLock<Registry>>;
@@ -54,11 +55,13 @@ impl Registry {
         }
     }
 
-    /// The enabled webhooks an event goes to (exact type or `*`), in id order.
+    /// The enabled webhooks an event goes to (exact type, `<prefix>/*` or `*`), in id order: one
+    /// index lookup per route key of the type ([`pattern::route_keys`]), never a scan.
     pub fn matching(&self, tenant_id: &str, event_type: &str) -> Vec<Arc<Webhook>> {
         let mut out = Vec::new();
-        for ty in [event_type, "*"] {
-            let key = (tenant_id.to_string(), ty.to_string());
+        let mut key = (tenant_id.to_string(), String::new());
+        for ty in pattern::route_keys(event_type) {
+            key.1 = ty;
             if let Some(ids) = self.by_route.get(&key) {
                 out.extend(
                     ids.iter()
@@ -66,9 +69,6 @@ impl Registry {
                         .filter(|w| w.enabled)
                         .cloned(),
                 );
-            }
-            if event_type == "*" {
-                break;
             }
         }
         out.sort_by_key(|w| w.id);
@@ -177,6 +177,7 @@ mod tests {
             updated_at: Utc::now(),
             created_by: None,
             updated_by: None,
+            filter: None,
         })
     }
 
@@ -199,6 +200,32 @@ mod tests {
             .map(|w| w.id)
             .collect();
         assert_eq!(ids, vec![2]);
+    }
+
+    #[test]
+    fn routes_by_exact_type_prefix_patterns_and_star() {
+        let mut r = Registry::default();
+        r.upsert(hook(1, "a", "claim/opened", true));
+        r.upsert(hook(2, "a", "claim/*", true));
+        r.upsert(hook(3, "a", "claim/reserve/*", true));
+        r.upsert(hook(4, "a", "*", true));
+        r.upsert(hook(5, "a", "beema/*", true));
+        r.upsert(hook(6, "b", "claim/*", true));
+        r.upsert(hook(7, "a", "claims/*", true));
+        let table: &[(&str, &str, &[i64])] = &[
+            ("a", "claim/opened", &[1, 2, 4]),
+            ("a", "claim/reserve/changed", &[2, 3, 4]),
+            ("a", "claims/opened", &[4, 7]),
+            ("a", "claim", &[4]),
+            ("a", "policy/bound", &[4]),
+            ("a", "beema/circuit.opened", &[5]),
+            ("b", "claim/settled", &[6]),
+            ("c", "claim/settled", &[]),
+        ];
+        for (tenant, ty, want) in table {
+            let ids: Vec<i64> = r.matching(tenant, ty).iter().map(|w| w.id).collect();
+            assert_eq!(ids, *want, "{tenant} {ty}");
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{JsonValue, TenantHeader};
 use super::openapi::{op, EventBatch, Op};
 use super::{validate, AppState};
+use crate::catalog::SchemaCache;
 use crate::domain::ops::{is_ops_type, OPS_PREFIX, OPS_TENANT};
 use crate::intake::NewEvent;
 
@@ -92,12 +93,14 @@ pub fn build_event(
     }
 }
 
-/// Validates one event; `at` prefixes field names in a batch.
+/// Validates one event; `at` prefixes field names in a batch. With `schemas`, its `data` must
+/// fit its type's schema in the catalog.
 fn parse_one(
     raw: Value,
     at: &str,
     header_tenant: Option<&str>,
     publisher: &Publisher,
+    schemas: Option<&SchemaCache>,
 ) -> ApiResult<NewEvent> {
     if !raw.is_object() {
         let field = if at.is_empty() {
@@ -167,9 +170,27 @@ fn parse_one(
         }
     }
     let at_time = event_time(input.ts, input.timestamp.as_deref(), &f)?;
+    if let Some(schemas) = schemas {
+        check_schema(schemas, &name, &data, at)?;
+    }
     Ok(build_event(
         &name, &tenant, &data, &user, input.id, at_time, None,
     ))
+}
+
+/// 422 `schema_validation_failed` naming the first failing path (`[i].data.premium` in a batch,
+/// whose caller prefixes the message with `event i: `; `event 0: ` here for a single event).
+fn check_schema(schemas: &SchemaCache, name: &str, data: &Value, at: &str) -> ApiResult<()> {
+    schemas.check(name, data).map_err(|failure| {
+        let field = format!("{at}{}", failure.path);
+        let index = if at.is_empty() { "event 0: " } else { "" };
+        ApiError {
+            status: actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
+            code: "schema_validation_failed",
+            message: format!("{index}{field}: {}", failure.message),
+            field: Some(field),
+        }
+    })
 }
 
 fn event_time(
@@ -196,6 +217,7 @@ fn parse_events(
     body: Value,
     header_tenant: Option<&str>,
     publisher: &Publisher,
+    schemas: Option<&SchemaCache>,
 ) -> ApiResult<Vec<NewEvent>> {
     match body {
         Value::Array(items) => {
@@ -212,14 +234,22 @@ fn parse_events(
                 .into_iter()
                 .enumerate()
                 .map(|(i, e)| {
-                    parse_one(e, &format!("[{i}]."), header_tenant, publisher).map_err(|mut err| {
-                        err.message = format!("event {i}: {}", err.message);
-                        err
-                    })
+                    parse_one(e, &format!("[{i}]."), header_tenant, publisher, schemas).map_err(
+                        |mut err| {
+                            err.message = format!("event {i}: {}", err.message);
+                            err
+                        },
+                    )
                 })
                 .collect()
         }
-        other => Ok(vec![parse_one(other, "", header_tenant, publisher)?]),
+        other => Ok(vec![parse_one(
+            other,
+            "",
+            header_tenant,
+            publisher,
+            schemas,
+        )?]),
     }
 }
 
@@ -235,7 +265,11 @@ async fn accept(
             "shutting down; publish again to another node or later",
         ));
     }
-    let events = parse_events(body, header_tenant.as_deref(), publisher)?;
+    if st.config.validate_events {
+        super::event_types::refresh_schemas(st).await;
+    }
+    let schemas = st.config.validate_events.then_some(&*st.schemas);
+    let events = parse_events(body, header_tenant.as_deref(), publisher, schemas)?;
     st.intake
         .publish(events)
         .await
@@ -307,12 +341,13 @@ mod tests {
             json!({"name": "a/b", "data": {"tenantId": "t1"}}),
             Some("t2"),
             &open(),
+            None,
         )
         .unwrap();
         assert_eq!(ev[0].tenant_id, "t1");
-        let ev = parse_events(json!({"event": "a/b"}), Some("t2"), &open()).unwrap();
+        let ev = parse_events(json!({"event": "a/b"}), Some("t2"), &open(), None).unwrap();
         assert_eq!(ev[0].tenant_id, "t2");
-        let err = parse_events(json!({"event": "a/b"}), None, &open()).unwrap_err();
+        let err = parse_events(json!({"event": "a/b"}), None, &open(), None).unwrap_err();
         assert_eq!(err.field.as_deref(), Some("data.tenantId"));
     }
 
@@ -322,6 +357,7 @@ mod tests {
             json!([{"event": "a", "data": {"tenantId": "t"}}, {"data": {"tenantId": "t"}}]),
             None,
             &open(),
+            None,
         )
         .unwrap_err();
         assert_eq!(err.field.as_deref(), Some("[1].event"));
@@ -334,6 +370,7 @@ mod tests {
             json!([{"event": "a", "data": {"tenantId": "t"}}, {"event": "beema/circuit.opened", "data": {"tenantId": "t"}}]),
             None,
             &open(),
+            None,
         )
         .unwrap_err();
         assert_eq!(err.field.as_deref(), Some("[1].event"));
@@ -341,10 +378,11 @@ mod tests {
             json!([{"event": "a", "data": {"tenantId": "_ops"}}]),
             None,
             &open(),
+            None,
         )
         .unwrap_err();
         assert_eq!(err.field.as_deref(), Some("[0].data.tenantId"));
-        let err = parse_events(json!({"event": "a"}), Some("_ops"), &open()).unwrap_err();
+        let err = parse_events(json!({"event": "a"}), Some("_ops"), &open(), None).unwrap_err();
         assert_eq!(err.field.as_deref(), Some("X-Tenant-ID"));
         assert_eq!(
             err.status,
@@ -353,12 +391,54 @@ mod tests {
     }
 
     #[test]
+    fn schema_failures_name_the_index_and_path() {
+        let schemas = SchemaCache::default();
+        let schema =
+            json!({"type": "object", "properties": {"premium": {"type": "number", "minimum": 0}}});
+        schemas.set(
+            "policy/bound",
+            Some(crate::catalog::compile(&schema).unwrap()),
+        );
+        let ok = json!({"event": "policy/bound", "data": {"tenantId": "t", "premium": 5}});
+        let bad = json!({"event": "policy/bound", "data": {"tenantId": "t", "premium": -5}});
+        let err = parse_events(
+            json!([ok.clone(), ok.clone(), bad.clone()]),
+            None,
+            &open(),
+            Some(&schemas),
+        )
+        .unwrap_err();
+        assert_eq!(err.code, "schema_validation_failed");
+        assert_eq!(err.field.as_deref(), Some("[2].data.premium"));
+        assert_eq!(
+            err.message,
+            "event 2: [2].data.premium: -5 is less than the minimum of 0"
+        );
+        let err = parse_events(bad.clone(), None, &open(), Some(&schemas)).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("data.premium"));
+        assert!(
+            err.message.starts_with("event 0: data.premium: "),
+            "{}",
+            err.message
+        );
+        assert!(
+            parse_events(bad, None, &open(), None).is_ok(),
+            "checking off"
+        );
+    }
+
+    #[test]
     fn bound_keys_cannot_publish_for_others() {
         let p = Publisher {
             tenant: Some("t1".into()),
         };
-        let err =
-            parse_events(json!({"event": "a", "data": {"tenantId": "t2"}}), None, &p).unwrap_err();
+        let err = parse_events(
+            json!({"event": "a", "data": {"tenantId": "t2"}}),
+            None,
+            &p,
+            None,
+        )
+        .unwrap_err();
         assert_eq!(err.status, actix_web::http::StatusCode::FORBIDDEN);
     }
 }

@@ -8,6 +8,7 @@ pub mod body;
 pub mod console_api;
 pub mod deliveries;
 pub mod error;
+pub mod event_types;
 pub mod events;
 pub mod extract;
 pub mod health;
@@ -25,6 +26,7 @@ use std::sync::Arc;
 use actix_web::{web, HttpResponse};
 
 use crate::actors::Dispatcher;
+use crate::catalog::SchemaCache;
 use crate::config::Config;
 use crate::db::DbPool;
 use crate::intake::Intake;
@@ -48,6 +50,8 @@ pub struct AppState {
     pub cipher: SecretCipher,
     /// Set at shutdown: publishing answers 503 so publishers go elsewhere.
     pub draining: Arc<AtomicBool>,
+    /// Compiled schemas of the event-type catalog, shared by the nodes of this process.
+    pub schemas: Arc<SchemaCache>,
 }
 
 /// Every operation, in registration order: deliveries come before `/api/webhooks/{id}` so that
@@ -59,6 +63,7 @@ pub fn operations() -> Vec<openapi::Op> {
         webhooks::operations(),
         replay::operations(),
         events::operations(),
+        event_types::operations(),
         keys::operations(),
         audit::operations(),
         health::operations(),

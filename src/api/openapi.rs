@@ -20,6 +20,8 @@ use super::error::ApiResult;
 pub struct Op {
     methods: Vec<HttpMethod>,
     path: String,
+    /// The actix pattern of `path` (the same unless [`Op::rest_of_path`]).
+    pattern: String,
     operation: Operation,
     route: Box<dyn Fn() -> actix_web::Route>,
 }
@@ -36,8 +38,23 @@ where
     Op {
         methods: P::methods(),
         path: P::path(),
+        pattern: P::path(),
         operation: P::operation(),
         route: Box::new(move || web::route().to(handler.clone())),
+    }
+}
+
+impl Op {
+    /// The path's last parameter takes the rest of the path, `/` included (`{name}` routes as
+    /// `{name:.*}`): event-type names hold slashes.
+    pub fn rest_of_path(mut self) -> Self {
+        if let Some(open) = self.pattern.rfind('{') {
+            if self.pattern.ends_with('}') && !self.pattern[open..].contains(':') {
+                self.pattern.truncate(self.pattern.len() - 1);
+                self.pattern.push_str(":.*}");
+            }
+        }
+        self
     }
 }
 
@@ -59,10 +76,10 @@ fn method(m: &HttpMethod) -> Method {
 pub fn register(cfg: &mut web::ServiceConfig, ops: Vec<Op>) {
     let mut resources: Vec<(String, actix_web::Resource)> = Vec::new();
     for op in ops {
-        let at = match resources.iter().position(|(p, _)| *p == op.path) {
+        let at = match resources.iter().position(|(p, _)| *p == op.pattern) {
             Some(i) => i,
             None => {
-                resources.push((op.path.clone(), web::resource(op.path.as_str())));
+                resources.push((op.pattern.clone(), web::resource(op.pattern.as_str())));
                 resources.len() - 1
             }
         };
@@ -114,6 +131,8 @@ pub fn route_table(ops: &[Op]) -> Vec<(Method, String)> {
         super::deliveries::RecordInput,
         super::keys::KeyInput,
         super::keys::KeyView,
+        super::event_types::EventTypeView,
+        super::event_types::EventTypeInput,
         WebhookCreate,
         WebhookUpdate,
         MatchRequest,
@@ -271,6 +290,7 @@ fn complete(path: &str, mut op: Operation) -> Operation {
         "/api/webhooks",
         "/api/health",
         "/api/events",
+        "/api/event-types",
         "/api/inngest",
         "/e/",
     ]

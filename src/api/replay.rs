@@ -110,6 +110,8 @@ pub fn replay_matches(w: &Webhook, ev: &StoredEvent) -> bool {
         .then(|| about_of(&ev.payload))
         .flatten();
     replays_to(w, &ev.tenant_id, &ev.event_type, about)
+        && (w.filter.is_none()
+            || serde_json::from_str(&ev.payload).is_ok_and(|p: serde_json::Value| w.passes(&p)))
 }
 
 /// Replay events of a window to this webhook as new deliveries.

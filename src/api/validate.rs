@@ -23,12 +23,9 @@ pub fn tenant_id(v: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// `*` or 1–256 characters of `[A-Za-z0-9_.:/-]`.
+/// A webhook's event type: `*`, `<prefix>/*` or 1–256 characters of `[A-Za-z0-9_.:/-]`.
 pub fn event_type(v: &str) -> Result<(), String> {
-    if v == "*" {
-        return Ok(());
-    }
-    event_name(v)
+    crate::routing::pattern::event_type(v)
 }
 
 /// An event's name: 1–256 characters of `[A-Za-z0-9_.:/-]` (no wildcard).

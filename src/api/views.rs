@@ -39,6 +39,9 @@ pub struct WebhookView {
     pub updated_at: DateTime<Utc>,
     pub created_by: Option<String>,
     pub updated_by: Option<String>,
+    /// The filter on the payload as given; `null`: every event passes.
+    #[schema(value_type = Option<Object>)]
+    pub filter: Option<serde_json::Value>,
 }
 
 impl WebhookView {
@@ -67,6 +70,7 @@ impl WebhookView {
             updated_at: w.updated_at,
             created_by: w.created_by.clone(),
             updated_by: w.updated_by.clone(),
+            filter: w.filter.as_ref().map(|f| f.source().clone()),
         }
     }
 }

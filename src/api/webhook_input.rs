@@ -2,6 +2,7 @@
 //! into validated settings (the rules in the README, API).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
@@ -11,6 +12,7 @@ use super::body::{object, whole};
 use super::error::{ApiError, ApiResult};
 use super::validate;
 use crate::domain::{BreakerSettings, RateLimit, RetryConfig, Webhook};
+use crate::routing::filter::Filter;
 
 /// Body of create and update; every field optional here, required ones are checked by hand so
 /// that `null` and absence behave the same.
@@ -28,8 +30,8 @@ pub struct WebhookInput {
     pub webhook_name: Option<String>,
     #[schema(pattern = r"^[A-Za-z0-9_.:-]{1,128}$")]
     pub tenant_id: Option<String>,
-    /// An exact event name or `*`.
-    #[schema(pattern = r"^(\*|[A-Za-z0-9_.:/-]{1,256})$")]
+    /// An exact event name, `*` or `<prefix>/*`.
+    #[schema(pattern = r"^(\*|[A-Za-z0-9_.:/-]{1,254}/\*|[A-Za-z0-9_.:/-]{1,256})$")]
     pub event_type: Option<String>,
     /// Absolute `http`/`https` URL without credentials.
     #[schema(pattern = r"^https?://[^/?#@\s]+")]
@@ -55,6 +57,10 @@ pub struct WebhookInput {
     #[serde(default, deserialize_with = "whole")]
     pub timeout_ms: Option<i64>,
     pub ordered: Option<bool>,
+    /// A filter on the payload (README, Routing and payloads); `null` on update removes it.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<Object>)]
+    pub filter: Option<Option<Value>>,
     pub created_by: Option<String>,
     pub updated_by: Option<String>,
 }
@@ -115,10 +121,25 @@ pub struct RotateInput {
 /// Body of `match`.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct MatchInput {
-    #[schema(pattern = r"^(\*|[A-Za-z0-9_.:/-]{1,256})$")]
+    /// An exact event name, `*` or `<prefix>/*`.
+    #[schema(pattern = r"^(\*|[A-Za-z0-9_.:/-]{1,254}/\*|[A-Za-z0-9_.:/-]{1,256})$")]
     pub event_type: Option<String>,
     #[schema(pattern = r"^[A-Za-z0-9_.:-]{1,128}$")]
     pub tenant_id: Option<String>,
+    /// With `data`, filters are evaluated against `{"event", "data", "user", "timestamp": now}`.
+    #[schema(value_type = Option<Object>)]
+    pub data: Option<Value>,
+    /// The event's `user`, for filters (with `data`).
+    #[schema(value_type = Option<Object>)]
+    pub user: Option<Value>,
+}
+
+/// Tells an explicit `null` (Some(None)) from an absent field (None), whatever the value's type.
+fn nullable<'de, D>(d: D) -> Result<Option<Option<Value>>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    Option::<Value>::deserialize(d).map(Some)
 }
 
 /// Tells an explicit `null` (Some(None)) from an absent field (None); only an object is a value.
@@ -142,6 +163,7 @@ pub(super) struct Resolved {
     pub(super) breaker: BreakerSettings,
     pub(super) timeout_ms: u64,
     pub(super) ordered: bool,
+    pub(super) filter: Option<Arc<Filter>>,
 }
 
 pub(super) fn required<T>(v: Option<T>, field: &str) -> ApiResult<T> {
@@ -188,6 +210,13 @@ pub(super) fn resolve(input: &WebhookInput, base: Option<&Webhook>) -> ApiResult
         input.circuit_breaker.as_ref(),
         base.map(|b| b.breaker).unwrap_or_default(),
     )?;
+    let filter = match &input.filter {
+        Some(Some(f)) => Some(Arc::new(
+            Filter::compile(f.clone()).map_err(|m| ApiError::validation("filter", m))?,
+        )),
+        Some(None) => None,
+        None => base.and_then(|b| b.filter.clone()),
+    };
     let timeout_ms = match input.timeout_ms {
         Some(t) => {
             check("timeout_ms", validate::range(t, 100, 120_000))?;
@@ -206,6 +235,7 @@ pub(super) fn resolve(input: &WebhookInput, base: Option<&Webhook>) -> ApiResult
         breaker,
         timeout_ms,
         ordered: input.ordered.or(base.map(|b| b.ordered)).unwrap_or(false),
+        filter,
     })
 }
 

@@ -184,6 +184,7 @@ async fn create(
         updated_at: now,
         created_by: input.created_by.clone().or(Some(admin.name.clone())),
         updated_by: input.updated_by.clone().or(Some(admin.name.clone())),
+        filter: r.filter.as_ref().map(|f| JsonColumn::new(f.source())),
     };
     let (actor, cipher) = (admin.actor(), st.cipher.clone());
     let mut conn = st.db.write().await?;
@@ -330,6 +331,10 @@ async fn update(
         previous_secrets: None,
         updated_at: Some(Utc::now().naive_utc()),
         updated_by: Some(input.updated_by.clone().or(Some(admin.name.clone()))),
+        filter: input
+            .filter
+            .is_some()
+            .then(|| r.filter.as_ref().map(|f| JsonColumn::new(f.source()))),
     };
     let w = save(st, admin, id, changes).await?;
     Ok(HttpResponse::Ok().json(WebhookView::new(&w, false)))
@@ -422,7 +427,17 @@ async fn match_event(
         .ok_or_else(|| ApiError::validation("tenant_id", "is required"))?;
     check("tenant_id", validate::tenant_id(&tenant))?;
     admin.check_tenant(&tenant)?;
-    let matches = st.dispatcher.matching(&tenant, &event_type);
+    let mut matches = st.dispatcher.matching(&tenant, &event_type);
+    if let Some(data) = input.data {
+        // Without `data`, filters are not evaluated (the caller asks about routing by type only).
+        let payload = json!({
+            "event": event_type,
+            "data": data,
+            "user": input.user.unwrap_or(serde_json::Value::Null),
+            "timestamp": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+        });
+        matches.retain(|w| w.passes(&payload));
+    }
     let views: Vec<WebhookView> = matches.iter().map(|w| WebhookView::new(w, false)).collect();
     Ok(HttpResponse::Ok().json(json!({ "webhooks": views })))
 }

@@ -2,6 +2,7 @@
 //! from the domain types (the only place where rows and domain meet).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -12,6 +13,7 @@ use crate::domain::{
     utc, Attempt, BreakerSettings, DeliveryStatus, DeliveryUpdate, PreviousSecret, RateLimit,
     RetryConfig, Webhook,
 };
+use crate::routing::filter::Filter;
 use crate::secrets::{SecretCipher, SecretError};
 
 /// A row of `sys_webhooks`.
@@ -38,6 +40,7 @@ pub struct WebhookRow {
     pub created_by: Option<String>,
     pub updated_by: Option<String>,
     pub deleted_at: Option<NaiveDateTime>,
+    pub filter: Option<Json<serde_json::Value>>,
 }
 
 /// A new `sys_webhooks` row.
@@ -62,6 +65,7 @@ pub struct NewWebhookRow {
     pub updated_at: NaiveDateTime,
     pub created_by: Option<String>,
     pub updated_by: Option<String>,
+    pub filter: Option<Json<serde_json::Value>>,
 }
 
 /// A partial update of `sys_webhooks`; `None` leaves a column as it is.
@@ -83,6 +87,7 @@ pub struct WebhookChanges {
     pub previous_secrets: Option<Json<Vec<PreviousSecret>>>,
     pub updated_at: Option<NaiveDateTime>,
     pub updated_by: Option<Option<String>>,
+    pub filter: Option<Option<Json<serde_json::Value>>>,
 }
 
 /// A row of `sys_webhook_events`.
@@ -171,6 +176,17 @@ pub struct ApiKeyRow {
     pub key_hash: String,
     pub created_at: NaiveDateTime,
     pub revoked_at: Option<NaiveDateTime>,
+}
+
+/// A row of `sys_event_types`: a declared event type.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = sys_event_types)]
+pub struct EventTypeRow {
+    pub name: String,
+    pub description: Option<String>,
+    pub schema: Option<Json<serde_json::Value>>,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
 }
 
 /// Closes open deliveries without an attempt in SQL (webhook deleted, orphan cancelled): the
@@ -266,6 +282,12 @@ impl WebhookRow {
             updated_at: utc(self.updated_at),
             created_by: self.created_by,
             updated_by: self.updated_by,
+            // Compiled here, once per stored version, never per event.
+            filter: self
+                .filter
+                .map(|f| f.parse().and_then(Filter::compile).map(Arc::new))
+                .transpose()
+                .map_err(column("filter"))?,
         })
     }
 }

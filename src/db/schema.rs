@@ -28,6 +28,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    sys_event_types (name) {
+        name -> Text,
+        description -> Nullable<Text>,
+        schema -> Nullable<Jsonb>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     sys_webhook_attempts (attempt_id) {
         attempt_id -> BigInt,
         delivery_id -> Text,
@@ -99,6 +109,7 @@ diesel::table! {
         created_by -> Nullable<Text>,
         updated_by -> Nullable<Text>,
         deleted_at -> Nullable<Timestamp>,
+        filter -> Nullable<Jsonb>,
     }
 }
 
@@ -107,6 +118,7 @@ diesel::joinable!(sys_webhook_deliveries -> sys_webhooks (webhook_id));
 diesel::allow_tables_to_appear_in_same_query!(
     sys_api_keys,
     sys_audit_log,
+    sys_event_types,
     sys_webhook_attempts,
     sys_webhook_deliveries,
     sys_webhook_events,

@@ -1,6 +1,6 @@
 //! The dispatcher's domain: webhooks with typed settings, the delivery vocabulary and its
 //! transitions. Plain types at the bottom of the crate: nothing here imports another module of
-//! the crate; storage (`db`) and the HTTP layer (`api`) convert to and from them at their edges.
+//! the crate but the pure `routing` (a webhook carries its compiled filter); storage (`db`) and the HTTP layer (`api`) convert to and from them at their edges.
 
 pub mod audit;
 mod delivery;

@@ -144,20 +144,6 @@ pub fn receives_ops(w: &Webhook, tenant: &str, event_type: &str, about: Option<i
         && (w.event_type == event_type || w.event_type == OPS_ALL)
 }
 
-/// Whether webhook `w`'s `event_type` (exact, `*`, or `<prefix>/*`) takes an event type: `*`
-/// every type but operational ones (§8).
-pub fn type_matches(pattern: &str, event_type: &str) -> bool {
-    if pattern == "*" {
-        return !is_ops_type(event_type);
-    }
-    match pattern.strip_suffix("/*") {
-        Some(prefix) => event_type
-            .strip_prefix(prefix)
-            .is_some_and(|rest| rest.starts_with('/') && rest.len() > 1),
-        None => pattern == event_type,
-    }
-}
-
 /// Whether a stored event goes to `w` when replayed (§11): operational events by the rules of
 /// §13, others when the tenant and event type match. `about` is the webhook an operational event
 /// is about (read from its payload).
@@ -165,7 +151,7 @@ pub fn replays_to(w: &Webhook, tenant: &str, event_type: &str, about: Option<i64
     if is_ops_type(event_type) {
         receives_ops(w, tenant, event_type, about)
     } else {
-        w.tenant_id == tenant && type_matches(&w.event_type, event_type)
+        w.tenant_id == tenant && crate::routing::pattern::matches(&w.event_type, event_type)
     }
 }
 
@@ -195,6 +181,7 @@ mod tests {
             timeout_ms: 1000,
             ordered: false,
             disabled_reason: None,
+            filter: None,
             previous_secrets: Vec::new(),
             created_at: Utc::now(),
             updated_at: Utc::now(),
@@ -227,17 +214,6 @@ mod tests {
             !receives_ops(&hook(9, "t1", ty), "t1", ty, Some(9)),
             "never about itself"
         );
-    }
-
-    #[test]
-    fn patterns_and_star() {
-        assert!(type_matches("*", "claim/opened"));
-        assert!(!type_matches("*", "beema/circuit.opened"));
-        assert!(type_matches("claim/*", "claim/reserve/changed"));
-        assert!(!type_matches("claim/*", "claims/opened"));
-        assert!(!type_matches("claim/*", "claim/"));
-        assert!(type_matches("claim/opened", "claim/opened"));
-        assert!(!type_matches("claim/opened", "claim/closed"));
     }
 
     #[test]

@@ -1,11 +1,15 @@
 //! A webhook registration and its typed settings (the JSON columns of `sys_webhooks`).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+
+use crate::routing::filter::Filter;
+use crate::routing::pattern;
 
 /// Retry settings (`retry_config`): how many attempts a delivery gets and the base delay of its
 /// exponential backoff. The same type drives `delivery::retry`.
@@ -81,7 +85,7 @@ pub struct Webhook {
     pub name: String,
     /// The tenant whose events it receives.
     pub tenant_id: String,
-    /// An exact event type or `*`.
+    /// An exact event type, `*` or `<prefix>/*`.
     pub event_type: String,
     /// Where deliveries go.
     pub url: String,
@@ -113,6 +117,8 @@ pub struct Webhook {
     pub created_by: Option<String>,
     /// Who changed it last.
     pub updated_by: Option<String>,
+    /// The compiled `filter` on the payload (None: every event passes).
+    pub filter: Option<Arc<Filter>>,
 }
 
 impl Webhook {
@@ -132,6 +138,11 @@ impl Webhook {
     pub fn matches(&self, tenant_id: &str, event_type: &str) -> bool {
         self.enabled
             && self.tenant_id == tenant_id
-            && (self.event_type == "*" || self.event_type == event_type)
+            && pattern::matches(&self.event_type, event_type)
+    }
+
+    /// True when the payload (parsed) passes this webhook's filter.
+    pub fn passes(&self, payload: &serde_json::Value) -> bool {
+        self.filter.as_ref().is_none_or(|f| f.matches(payload))
     }
 }

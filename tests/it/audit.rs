@@ -571,3 +571,53 @@ async fn credentials_are_checked_before_the_tenant_header() {
         .await;
     assert_eq!(st, 400, "a tenant key with a malformed header: {v}");
 }
+
+#[tokio::test]
+async fn event_type_declarations_are_recorded_once_per_change() {
+    let Env { server: s, db: _db } = token_env();
+    let path = "/api/event-types/policy/renewed";
+    let created = json!({"description": "A policy renewed", "schema": {"type": "object"}});
+    let (st, _) = call(&s, Method::POST, path, ADMIN, Some(created)).await;
+    assert_eq!(st, 201);
+    // The same declaration again changes nothing, so it records nothing.
+    let same = json!({"description": "A policy renewed"});
+    let (st, _) = call(&s, Method::PUT, path, ADMIN, Some(same)).await;
+    assert_eq!(st, 200);
+    let changed = json!({"description": "A policy renewed for a year"});
+    let (st, _) = call(&s, Method::PUT, path, ADMIN, Some(changed)).await;
+    assert_eq!(st, 200);
+
+    let (st, v) = call(
+        &s,
+        Method::GET,
+        "/api/audit?action=event_type.updated",
+        ADMIN,
+        None,
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    let entries = v["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 2, "a create and one real change: {v}");
+    let (update, create) = (&entries[0], &entries[1]);
+    for e in entries {
+        assert_eq!(e["actor"], "admin", "{e}");
+        assert_eq!(e["tenant_id"], Value::Null, "{e}");
+    }
+    assert_eq!(create["before"], Value::Null, "{create}");
+    assert_eq!(create["after"]["name"], "policy/renewed", "{create}");
+    assert_eq!(
+        create["after"]["schema"],
+        json!({"type": "object"}),
+        "{create}"
+    );
+    assert_eq!(
+        update["before"],
+        json!({"name": "policy/renewed", "description": "A policy renewed"}),
+        "only the changed field beside the name: {update}"
+    );
+    assert_eq!(
+        update["after"],
+        json!({"name": "policy/renewed", "description": "A policy renewed for a year"}),
+        "{update}"
+    );
+}

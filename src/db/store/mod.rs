@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod batch;
 pub mod deliveries;
+pub mod event_types;
 pub mod events;
 pub mod keys;
 pub mod recover;

@@ -132,6 +132,7 @@ pub fn test_config(db: &TestDb) -> Config {
             drain_timeout: Duration::from_secs(5),
             ..Tuning::default()
         },
+        validate_events: true,
     }
 }
 

@@ -1,0 +1,31 @@
+-- The event-type catalog (contract §14): declared types, with a description and a JSON Schema
+-- (draft 2020-12) of their `data`. Types only seen in events are not stored here: they are found
+-- in sys_webhook_events.
+CREATE TABLE sys_event_types (
+    name        TEXT      PRIMARY KEY,
+    description TEXT,
+    schema      JSONB,
+    created_at  TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    updated_at  TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP
+);
+-- Counts, first and last seen per type, in a tenant's scope: grouped scans of this index only.
+CREATE INDEX idx_sys_webhook_events_type ON sys_webhook_events (tenant_id, event_type, created_at);
+
+-- The kernel's four types and the dispatcher's four ops types, declared from `migrate` on.
+INSERT INTO sys_event_types (name, description, schema) VALUES
+    ('agreement/updated', 'An agreement changed (kernel).',
+     jsonb('{"type": "object", "properties": {"tenantId": {"type": "string"}, "agreementId": {"type": "string"}}}')),
+    ('beema/circuit.closed', 'A probe succeeded and closed a webhook''s circuit breaker (dispatcher).',
+     jsonb('{"type": "object", "properties": {"webhook_id": {"type": "integer"}, "webhook_name": {"type": "string"}, "tenant_id": {"type": "string"}, "url": {"type": "string"}, "reason": {"type": ["string", "null"]}, "opened_at": {"type": ["string", "null"]}}, "required": ["webhook_id", "webhook_name", "tenant_id", "url", "reason"]}')),
+    ('beema/circuit.opened', 'A webhook''s closed circuit breaker opened (dispatcher).',
+     jsonb('{"type": "object", "properties": {"webhook_id": {"type": "integer"}, "webhook_name": {"type": "string"}, "tenant_id": {"type": "string"}, "url": {"type": "string"}, "reason": {"type": ["string", "null"]}, "consecutive_failures": {"type": "integer"}, "retry_at": {"type": ["string", "null"]}}, "required": ["webhook_id", "webhook_name", "tenant_id", "url", "reason"]}')),
+    ('beema/delivery.failed', 'A delivery reached `failed` (dispatcher).',
+     jsonb('{"type": "object", "properties": {"webhook_id": {"type": "integer"}, "webhook_name": {"type": "string"}, "tenant_id": {"type": "string"}, "url": {"type": "string"}, "reason": {"type": ["string", "null"]}, "delivery_id": {"type": "string"}, "event_id": {"type": "string"}, "event_type": {"type": "string"}, "attempts": {"type": "integer"}, "status_code": {"type": ["integer", "null"]}}, "required": ["webhook_id", "webhook_name", "tenant_id", "url", "reason"]}')),
+    ('beema/webhook.disabled', 'The dispatcher disabled a webhook (a 410 Gone, or https required at start).',
+     jsonb('{"type": "object", "properties": {"webhook_id": {"type": "integer"}, "webhook_name": {"type": "string"}, "tenant_id": {"type": "string"}, "url": {"type": "string"}, "reason": {"type": ["string", "null"]}, "delivery_id": {"type": ["string", "null"]}}, "required": ["webhook_id", "webhook_name", "tenant_id", "url", "reason"]}')),
+    ('claim/opened', 'A claim was opened (kernel).',
+     jsonb('{"type": "object", "properties": {"tenantId": {"type": "string"}, "claimNumber": {"type": "string"}, "claimAmount": {"type": "number", "minimum": 0}}}')),
+    ('claim/settled', 'A claim was settled (kernel).',
+     jsonb('{"type": "object", "properties": {"tenantId": {"type": "string"}, "claimNumber": {"type": "string"}, "settledAmount": {"type": "number", "minimum": 0}}}')),
+    ('policy/bound', 'A policy was bound (kernel).',
+     jsonb('{"type": "object", "properties": {"tenantId": {"type": "string"}, "policyNumber": {"type": "string"}, "agreementId": {"type": "string"}, "marketContext": {"type": "string"}, "premium": {"type": "number", "minimum": 0}}}'));
