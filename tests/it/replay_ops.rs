@@ -648,3 +648,44 @@ async fn reserved_names_are_refused_on_every_publish_route() {
     let (status, v) = s.post("/api/webhooks", &body).await;
     assert_eq!(status, 201, "the admin creates _ops webhooks: {v}");
 }
+
+#[tokio::test]
+async fn a_beema_pattern_subscription_gets_every_operational_event() {
+    let env = Env::start();
+    let s = &env.server;
+    let failing = TestReceiver::start(500);
+    let gone = TestReceiver::start(410);
+    let f = s
+        .create_webhook("t1", "claim/opened", &failing.url, once())
+        .await;
+    let g = s
+        .create_webhook("t1", "claim/closed", &gone.url, once())
+        .await;
+    let mut pager_rx = TestReceiver::start(200);
+    let pager = s
+        .create_webhook("_ops", "beema/*", &pager_rx.url, json!({}))
+        .await;
+    s.publish("t1", "claim/opened", json!({})).await;
+    s.publish("t1", "claim/closed", json!({})).await;
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let r = pager_rx.expect(WAIT).await;
+        assert!(standard_verifies(&secret(&pager), &r));
+        let body = r.json();
+        got.push((
+            body["event"].as_str().unwrap().to_string(),
+            body["data"]["webhook_id"].as_i64().unwrap(),
+        ));
+    }
+    got.sort();
+    let (f_id, g_id) = (id(&f), id(&g));
+    assert_eq!(
+        got,
+        vec![
+            ("beema/delivery.failed".to_string(), f_id),
+            ("beema/delivery.failed".to_string(), g_id),
+            ("beema/webhook.disabled".to_string(), g_id),
+        ],
+        "one pattern, every kind of operational event"
+    );
+}
