@@ -17,6 +17,7 @@
 //!   the crate. Storage converts rows to and from them (`db::models`), the API renders them
 //!   (`api::views`).
 //! - [`secrets`], [`metrics`]: secrets at rest, Prometheus families.
+//! - [`transform`]: jq payload transforms, run in worker processes.
 
 pub mod actors;
 pub mod api;
@@ -31,6 +32,7 @@ pub mod metrics;
 pub mod secrets;
 #[doc(hidden)]
 pub mod testing;
+pub mod transform;
 
 pub use app::run;
 // `use crate::with_conn;` in every module; not exported from the crate.
