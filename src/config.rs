@@ -78,6 +78,8 @@ pub struct Tuning {
     pub recorder_flush_every: Duration,
     /// Largest recorder batch.
     pub recorder_batch: usize,
+    /// The binary started as transform worker (`None`: this executable; tests name the server's).
+    pub transform_worker: Option<std::path::PathBuf>,
 }
 
 impl Default for Tuning {
@@ -88,6 +90,7 @@ impl Default for Tuning {
             drain_timeout: Duration::from_secs(10),
             recorder_flush_every: Duration::from_millis(5),
             recorder_batch: 512,
+            transform_worker: None,
         }
     }
 }

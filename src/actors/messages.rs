@@ -23,6 +23,9 @@ pub struct Job {
     pub attempts_made: u32,
     /// Not before this time (a waiting retry).
     pub due: Option<DateTime<Utc>>,
+    /// `payload` is already the transformed body sent by an earlier attempt: retries send the
+    /// same bytes.
+    pub transformed: bool,
 }
 
 impl Job {
@@ -40,6 +43,7 @@ impl Job {
             payload,
             attempts_made: u32::try_from(row.attempt_number).unwrap_or(0),
             due,
+            transformed: false,
         }
     }
 }

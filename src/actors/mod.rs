@@ -36,6 +36,8 @@ pub struct WebhookDeps {
     pub metrics: Metrics,
     /// Window, concurrency and timing knobs.
     pub tuning: Tuning,
+    /// Runs `transform` programs in worker processes.
+    pub transform: Arc<crate::transform::TransformPool>,
 }
 
 /// Inputs of [`Dispatcher::start`].

@@ -143,6 +143,7 @@ mod tests {
             updated_at: Utc::now(),
             created_by: None,
             updated_by: None,
+            transform: None,
         })
     }
 

@@ -276,19 +276,68 @@ impl WebhookActor {
             event_type: job.event_type.clone(),
             payload: job.payload.clone(),
         };
-        let attempt = async move { sender::send(client, &policy, &webhook, &out).await };
+        // The first send runs the current `transform`; later attempts reuse its bytes.
+        let program = if job.transformed {
+            None
+        } else {
+            self.webhook.transform.clone()
+        };
+        let pool = self.deps.transform.clone();
+        let attempt = async move {
+            let out = match program {
+                Some(code) => match pool.run(&code, &out.payload).await {
+                    Ok(body) => Outgoing {
+                        payload: Arc::from(body),
+                        ..out
+                    },
+                    Err(reason) => return Sent::TransformFailed(reason),
+                },
+                None => out,
+            };
+            let payload = out.payload.clone();
+            Sent::Done(sender::send(client, &policy, &webhook, &out).await, payload)
+        };
         ctx.spawn(
             AssertUnwindSafe(attempt)
                 .catch_unwind()
                 .into_actor(self)
                 .map(move |res, act, ctx| match res {
-                    Ok(result) => act.guarded(ctx, |a, c| {
+                    Ok(Sent::Done(result, payload)) => act.guarded(ctx, |a, c| {
+                        let mut job = job;
+                        job.payload = payload;
+                        job.transformed = true;
                         a.finish(job, result, c);
+                        a.pump(c);
+                    }),
+                    Ok(Sent::TransformFailed(reason)) => act.guarded(ctx, |a, c| {
+                        a.fail_transform(job, &reason);
                         a.pump(c);
                     }),
                     Err(_) => ctx.stop(),
                 }),
         );
+    }
+
+    /// A transform that failed ends the delivery at once: no request, no attempt, and the
+    /// breaker as it was (a half-open probe permit goes back unused).
+    fn fail_transform(&mut self, job: Job, reason: &str) {
+        let tracked = self.in_flight.remove(&job.delivery_id);
+        self.breaker.release_probe();
+        self.status.finished(false);
+        self.deps
+            .metrics
+            .deliveries
+            .with_label_values(&[DeliveryStatus::Failed.as_str()])
+            .inc();
+        self.deps.recorder.record(Outcome::closed(
+            job.delivery_id.clone(),
+            DeliveryStatus::Failed,
+            &format!("transform: {reason}"),
+            i64::from(job.attempts_made),
+        ));
+        if tracked {
+            self.known.remove(&job.delivery_id);
+        }
     }
 
     fn client(&mut self) -> reqwest::Result<reqwest::Client> {
@@ -484,6 +533,14 @@ impl WebhookActor {
         self.idle_check = false;
         self.client = None;
     }
+}
+
+/// How a started attempt ended.
+enum Sent {
+    /// The request went out (or failed to); the body it carried.
+    Done(AttemptResult, Arc<str>),
+    /// The transform failed: nothing was sent.
+    TransformFailed(String),
 }
 
 fn until(now: DateTime<Utc>, due: DateTime<Utc>) -> Duration {

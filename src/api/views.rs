@@ -39,6 +39,8 @@ pub struct WebhookView {
     pub updated_at: DateTime<Utc>,
     pub created_by: Option<String>,
     pub updated_by: Option<String>,
+    /// jq program applied to the body when first sent; `null`: none.
+    pub transform: Option<String>,
 }
 
 impl WebhookView {
@@ -67,6 +69,7 @@ impl WebhookView {
             updated_at: w.updated_at,
             created_by: w.created_by.clone(),
             updated_by: w.updated_by.clone(),
+            transform: w.transform.clone(),
         }
     }
 }

@@ -57,6 +57,11 @@ pub struct WebhookInput {
     pub ordered: Option<bool>,
     pub created_by: Option<String>,
     pub updated_by: Option<String>,
+    /// A jq program (1–8192 bytes) applied to the body when a delivery is first sent; `null`
+    /// removes it.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 8192)]
+    pub transform: Option<Option<Value>>,
 }
 
 /// `retry_config` as sent.
@@ -130,6 +135,11 @@ where
     object(d).map(Some)
 }
 
+/// Tells an explicit `null` (Some(None)) from an absent field (None), for any JSON value.
+fn nullable<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<Value>>, D::Error> {
+    Option::<Value>::deserialize(d).map(Some)
+}
+
 /// The webhook fields after merging input over defaults or the stored webhook.
 pub(super) struct Resolved {
     pub(super) name: String,
@@ -142,6 +152,7 @@ pub(super) struct Resolved {
     pub(super) breaker: BreakerSettings,
     pub(super) timeout_ms: u64,
     pub(super) ordered: bool,
+    pub(super) transform: Option<String>,
 }
 
 pub(super) fn required<T>(v: Option<T>, field: &str) -> ApiResult<T> {
@@ -206,6 +217,7 @@ pub(super) fn resolve(input: &WebhookInput, base: Option<&Webhook>) -> ApiResult
         breaker,
         timeout_ms,
         ordered: input.ordered.or(base.map(|b| b.ordered)).unwrap_or(false),
+        transform: resolve_transform(input.transform.as_ref(), base)?,
     })
 }
 
@@ -272,4 +284,22 @@ fn resolve_breaker(
         failure_threshold: threshold as u32,
         cooldown_ms: cooldown as u64,
     })
+}
+
+fn resolve_transform(
+    input: Option<&Option<Value>>,
+    base: Option<&Webhook>,
+) -> ApiResult<Option<String>> {
+    match input {
+        None => Ok(base.and_then(|b| b.transform.clone())),
+        Some(None) => Ok(None),
+        Some(Some(Value::String(code))) => {
+            check("transform", crate::transform::check_program(code))?;
+            Ok(Some(code.clone()))
+        }
+        Some(Some(_)) => Err(ApiError::validation(
+            "transform",
+            "must be a string or null",
+        )),
+    }
 }

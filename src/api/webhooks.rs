@@ -166,6 +166,7 @@ async fn create(
         updated_at: now,
         created_by: input.created_by.clone().or(Some(admin.name.clone())),
         updated_by: input.updated_by.clone().or(Some(admin.name.clone())),
+        transform: r.transform.clone(),
     };
     let mut conn = st.db.write().await?;
     let stored = store::insert_webhook(&mut conn, &row).await?;
@@ -307,6 +308,7 @@ async fn update(
         previous_secrets: None,
         updated_at: Some(Utc::now().naive_utc()),
         updated_by: Some(input.updated_by.clone().or(Some(admin.name.clone()))),
+        transform: input.transform.is_some().then(|| r.transform.clone()),
     };
     let w = save(st, id, &changes).await?;
     Ok(HttpResponse::Ok().json(WebhookView::new(&w, false)))

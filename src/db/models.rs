@@ -38,6 +38,7 @@ pub struct WebhookRow {
     pub created_by: Option<String>,
     pub updated_by: Option<String>,
     pub deleted_at: Option<NaiveDateTime>,
+    pub transform: Option<String>,
 }
 
 /// A new `sys_webhooks` row.
@@ -62,6 +63,7 @@ pub struct NewWebhookRow {
     pub updated_at: NaiveDateTime,
     pub created_by: Option<String>,
     pub updated_by: Option<String>,
+    pub transform: Option<String>,
 }
 
 /// A partial update of `sys_webhooks`; `None` leaves a column as it is.
@@ -83,6 +85,7 @@ pub struct WebhookChanges {
     pub previous_secrets: Option<Json<Vec<PreviousSecret>>>,
     pub updated_at: Option<NaiveDateTime>,
     pub updated_by: Option<Option<String>>,
+    pub transform: Option<Option<String>>,
 }
 
 /// A row of `sys_webhook_events`.
@@ -266,6 +269,7 @@ impl WebhookRow {
             updated_at: utc(self.updated_at),
             created_by: self.created_by,
             updated_by: self.updated_by,
+            transform: self.transform,
         })
     }
 }

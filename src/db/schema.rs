@@ -78,6 +78,7 @@ diesel::table! {
         created_by -> Nullable<Text>,
         updated_by -> Nullable<Text>,
         deleted_at -> Nullable<Timestamp>,
+        transform -> Nullable<Text>,
     }
 }
 

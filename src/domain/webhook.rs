@@ -113,6 +113,8 @@ pub struct Webhook {
     pub created_by: Option<String>,
     /// Who changed it last.
     pub updated_by: Option<String>,
+    /// A jq program applied to the body when a delivery is first sent (contract §9).
+    pub transform: Option<String>,
 }
 
 impl Webhook {

@@ -183,8 +183,14 @@ mod tests {
 
     #[test]
     fn standard_library_works() {
-        assert_eq!(run("[.[] | select(. > 1)] | map(. * 2) | add", "[1,2,3]").unwrap(), "10");
-        assert_eq!(run(r#".a | ascii_upcase | test("B")"#, r#"{"a":"b"}"#).unwrap(), "true");
+        assert_eq!(
+            run("[.[] | select(. > 1)] | map(. * 2) | add", "[1,2,3]").unwrap(),
+            "10"
+        );
+        assert_eq!(
+            run(r#".a | ascii_upcase | test("B")"#, r#"{"a":"b"}"#).unwrap(),
+            "true"
+        );
     }
 
     #[test]

@@ -92,12 +92,18 @@ impl Worker {
             .arg(WORKER_SUBCOMMAND)
             // The program sees nothing of the dispatcher's environment (secrets, URLs).
             .env_clear()
+            // mimalloc reserves 1 GiB of address space at start by default, which the worker's
+            // 256 MiB address-space limit could never hold; a small reserve keeps the limit real.
+            .env("MIMALLOC_ARENA_RESERVE", "16MiB")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .kill_on_drop(true)
             .spawn()?;
-        let stdin = child.stdin.take().ok_or_else(|| std::io::Error::other("no stdin"))?;
+        let stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| std::io::Error::other("no stdin"))?;
         let stdout = child
             .stdout
             .take()

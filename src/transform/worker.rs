@@ -31,7 +31,15 @@ pub fn main() -> ExitCode {
         .spawn(|| serve(&mut io::stdin().lock(), &mut io::stdout().lock()));
     match serve.map(|t| t.join()) {
         Ok(Ok(Ok(()))) => ExitCode::SUCCESS,
-        _ => ExitCode::FAILURE,
+        Ok(Ok(Err(e))) => {
+            eprintln!("transform worker: {e}");
+            ExitCode::FAILURE
+        }
+        Ok(Err(_)) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("transform worker: cannot start: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

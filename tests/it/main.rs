@@ -9,5 +9,6 @@ mod reliability;
 mod runtime_faults;
 mod security;
 mod stored_data;
+mod transform_batch;
 mod update_races;
 mod webhooks_api;

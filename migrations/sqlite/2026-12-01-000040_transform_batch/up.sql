@@ -1,0 +1,1 @@
+ALTER TABLE sys_webhooks ADD COLUMN transform TEXT;
