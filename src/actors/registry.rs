@@ -144,6 +144,7 @@ mod tests {
             created_by: None,
             updated_by: None,
             transform: None,
+            batch: None,
         })
     }
 

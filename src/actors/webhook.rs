@@ -60,6 +60,8 @@ pub struct WebhookActor {
     awaiting_recorder: bool,
     draining: bool,
     retired: bool,
+    /// Batching: when the oldest plain delivery in `ready` became ready.
+    batch_since: Option<DateTime<Utc>>,
 }
 
 impl WebhookActor {
@@ -94,6 +96,7 @@ impl WebhookActor {
             awaiting_recorder: false,
             draining: false,
             retired: false,
+            batch_since: None,
         }
     }
 
@@ -169,6 +172,9 @@ impl WebhookActor {
             if self.deps.recorder.backpressure().is_behind() && self.wait_for_recorder(ctx) {
                 return None;
             }
+            if let Some(wait) = self.batch_wait(now) {
+                return Some(wait);
+            }
             if !self.breaker.try_acquire(now) {
                 return Some(
                     self.breaker
@@ -184,11 +190,61 @@ impl WebhookActor {
                     return Some(not_until.wait_time_from(DefaultClock::default().now()));
                 }
             }
-            if let Some(job) = self.ready.pop_front() {
+            if let Some(job) = self.next_job() {
                 self.start_attempt(job, ctx);
             }
         }
         None
+    }
+
+    /// Batching: how long to hold the ready deliveries before a batch of them goes (None: now).
+    /// A batch goes when it is full or `maxWaitMs` after its first delivery became ready; held
+    /// back meanwhile (rate limit, breaker, ordered head) it keeps filling.
+    fn batch_wait(&mut self, now: DateTime<Utc>) -> Option<Duration> {
+        let b = self.webhook.batch?;
+        if !self.ready.front().is_some_and(|j| j.members.is_empty()) {
+            return None; // a batch being retried goes as it is
+        }
+        let since = *self.batch_since.get_or_insert(now);
+        let plain = self
+            .ready
+            .iter()
+            .take(b.max_events as usize)
+            .take_while(|j| j.members.is_empty())
+            .count();
+        let due = since + chrono::Duration::milliseconds(b.max_wait_ms as i64);
+        if plain >= b.max_events as usize || now >= due {
+            return None;
+        }
+        Some(until(now, due))
+    }
+
+    /// The next job to send: the head of `ready`, or with batching a new batch of the ready
+    /// deliveries at the head (up to `maxEvents`, and under the body limit).
+    fn next_job(&mut self) -> Option<Job> {
+        let Some(b) = self.webhook.batch else {
+            return self.ready.pop_front();
+        };
+        if !self.ready.front()?.members.is_empty() {
+            return self.ready.pop_front();
+        }
+        self.batch_since = None;
+        let mut members = Vec::new();
+        let mut size = 40;
+        while members.len() < b.max_events as usize {
+            let Some(next) = self.ready.front() else {
+                break;
+            };
+            let len = next.batch_entry_len();
+            if !next.members.is_empty()
+                || (!members.is_empty() && size + len > self.deps.tuning.max_batch_bytes)
+            {
+                break;
+            }
+            size += len;
+            members.extend(self.ready.pop_front());
+        }
+        Some(Job::batch(members))
     }
 
     /// Sleeps until the recorder has caught up (no polling: with thousands of webhooks holding
@@ -271,6 +327,9 @@ impl WebhookActor {
         self.in_flight.insert(job.delivery_id.clone());
         let webhook = self.webhook.clone();
         let policy = self.deps.policy.clone();
+        if !job.members.is_empty() {
+            self.known.insert(job.delivery_id.clone());
+        }
         let out = Outgoing {
             delivery_id: job.delivery_id.clone(),
             event_type: job.event_type.clone(),
@@ -323,18 +382,28 @@ impl WebhookActor {
     fn fail_transform(&mut self, job: Job, reason: &str) {
         let tracked = self.in_flight.remove(&job.delivery_id);
         self.breaker.release_probe();
-        self.status.finished(false);
-        self.deps
-            .metrics
-            .deliveries
-            .with_label_values(&[DeliveryStatus::Failed.as_str()])
-            .inc();
-        self.deps.recorder.record(Outcome::closed(
-            job.delivery_id.clone(),
-            DeliveryStatus::Failed,
-            &format!("transform: {reason}"),
-            i64::from(job.attempts_made),
-        ));
+        let members = if job.members.is_empty() {
+            vec![job.clone()]
+        } else {
+            job.members.clone()
+        };
+        for m in members {
+            self.status.finished(false);
+            self.deps
+                .metrics
+                .deliveries
+                .with_label_values(&[DeliveryStatus::Failed.as_str()])
+                .inc();
+            self.deps.recorder.record(Outcome::closed(
+                m.delivery_id.clone(),
+                DeliveryStatus::Failed,
+                &format!("transform: {reason}"),
+                i64::from(m.attempts_made),
+            ));
+            if tracked {
+                self.known.remove(&m.delivery_id);
+            }
+        }
         if tracked {
             self.known.remove(&job.delivery_id);
         }
@@ -395,39 +464,56 @@ impl WebhookActor {
                 RetryDecision::GiveUp => (DeliveryStatus::Failed, None),
             }
         };
-        if !status.is_open() {
-            self.status.finished(success);
-            m.deliveries.with_label_values(&[status.as_str()]).inc();
-        }
-        let outcome = Outcome {
-            attempt: Some(Attempt {
-                delivery_id: job.delivery_id.clone(),
-                webhook_id: self.webhook.id,
-                attempt_number: i64::from(attempt_number),
-                status_code: result.status.map(i64::from),
-                error_message: result.error.clone(),
-                response_body: result.body.clone(),
-                duration_ms: i64::try_from(latency_ms).unwrap_or(i64::MAX),
-                attempted_at: now,
-            }),
-            delivery_id: job.delivery_id.clone(),
-            update: DeliveryUpdate {
-                status,
-                status_code: result.status.map(i64::from),
-                response_body: result.body,
-                error_message: result.error,
-                attempt_number: i64::from(attempt_number),
-                next_attempt_at: next_at,
-                updated_at: now,
-                delivered_at: success.then_some(now),
-            },
+        // A batch's request counts once above; each member records the attempt and the status.
+        let batch_id = (!job.members.is_empty()).then(|| job.delivery_id.clone());
+        let mut single = Vec::new();
+        let members = if job.members.is_empty() {
+            single.push(&mut job);
+            single
+        } else {
+            job.members.iter_mut().collect()
         };
-        self.deps.recorder.record(outcome);
+        for member in members {
+            if !status.is_open() {
+                self.status.finished(success);
+                m.deliveries.with_label_values(&[status.as_str()]).inc();
+            }
+            let member_attempt = i64::from(member.attempts_made + 1);
+            self.deps.recorder.record(Outcome {
+                attempt: Some(Attempt {
+                    delivery_id: member.delivery_id.clone(),
+                    webhook_id: self.webhook.id,
+                    attempt_number: member_attempt,
+                    status_code: result.status.map(i64::from),
+                    error_message: result.error.clone(),
+                    response_body: result.body.clone(),
+                    duration_ms: i64::try_from(latency_ms).unwrap_or(i64::MAX),
+                    attempted_at: now,
+                    batch_id: batch_id.clone(),
+                }),
+                delivery_id: member.delivery_id.clone(),
+                update: DeliveryUpdate {
+                    status,
+                    status_code: result.status.map(i64::from),
+                    response_body: result.body.clone(),
+                    error_message: result.error.clone(),
+                    attempt_number: member_attempt,
+                    next_attempt_at: next_at,
+                    updated_at: now,
+                    delivered_at: success.then_some(now),
+                },
+            });
+            member.attempts_made += 1;
+            if next_at.is_none() && tracked {
+                self.known.remove(&member.delivery_id);
+            }
+        }
         if !tracked {
             return; // an attempt started before a restart; the reloaded copy carries on
         }
         match next_at {
             Some(due) => {
+                // A failed batch is retried whole: same id, members and bytes.
                 job.attempts_made = attempt_number;
                 job.due = Some(due);
                 self.waiting.insert((due, job.delivery_id.clone()), job);
@@ -532,6 +618,7 @@ impl WebhookActor {
         self.wake = None;
         self.idle_check = false;
         self.client = None;
+        self.batch_since = None;
     }
 }
 

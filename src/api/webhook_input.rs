@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use super::body::{object, whole};
 use super::error::{ApiError, ApiResult};
 use super::validate;
-use crate::domain::{BreakerSettings, RateLimit, RetryConfig, Webhook};
+use crate::domain::{BatchSettings, BreakerSettings, RateLimit, RetryConfig, Webhook};
 
 /// Body of create and update; every field optional here, required ones are checked by hand so
 /// that `null` and absence behave the same.
@@ -62,6 +62,24 @@ pub struct WebhookInput {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>, min_length = 1, max_length = 8192)]
     pub transform: Option<Option<Value>>,
+    /// `null` means one delivery per request.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<BatchInput>)]
+    pub batch: Option<Option<BatchInput>>,
+}
+
+/// `batch` as sent.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchInput {
+    /// Required.
+    #[schema(minimum = 2, maximum = 1000)]
+    #[serde(default, deserialize_with = "whole")]
+    pub max_events: Option<i64>,
+    /// Required.
+    #[schema(minimum = 0, maximum = 60_000)]
+    #[serde(default, deserialize_with = "whole")]
+    pub max_wait_ms: Option<i64>,
 }
 
 /// `retry_config` as sent.
@@ -153,6 +171,7 @@ pub(super) struct Resolved {
     pub(super) timeout_ms: u64,
     pub(super) ordered: bool,
     pub(super) transform: Option<String>,
+    pub(super) batch: Option<BatchSettings>,
 }
 
 pub(super) fn required<T>(v: Option<T>, field: &str) -> ApiResult<T> {
@@ -218,6 +237,11 @@ pub(super) fn resolve(input: &WebhookInput, base: Option<&Webhook>) -> ApiResult
         timeout_ms,
         ordered: input.ordered.or(base.map(|b| b.ordered)).unwrap_or(false),
         transform: resolve_transform(input.transform.as_ref(), base)?,
+        batch: match &input.batch {
+            Some(Some(b)) => Some(resolve_batch(b)?),
+            Some(None) => None,
+            None => base.and_then(|b| b.batch),
+        },
     })
 }
 
@@ -302,4 +326,15 @@ fn resolve_transform(
             "must be a string or null",
         )),
     }
+}
+
+fn resolve_batch(b: &BatchInput) -> ApiResult<BatchSettings> {
+    let max_events = required(b.max_events, "batch.maxEvents")?;
+    check("batch.maxEvents", validate::range(max_events, 2, 1000))?;
+    let max_wait = required(b.max_wait_ms, "batch.maxWaitMs")?;
+    check("batch.maxWaitMs", validate::range(max_wait, 0, 60_000))?;
+    Ok(BatchSettings {
+        max_events: max_events as u32,
+        max_wait_ms: max_wait as u64,
+    })
 }

@@ -167,6 +167,7 @@ async fn create(
         created_by: input.created_by.clone().or(Some(admin.name.clone())),
         updated_by: input.updated_by.clone().or(Some(admin.name.clone())),
         transform: r.transform.clone(),
+        batch: r.batch.as_ref().map(JsonColumn::new),
     };
     let mut conn = st.db.write().await?;
     let stored = store::insert_webhook(&mut conn, &row).await?;
@@ -309,6 +310,10 @@ async fn update(
         updated_at: Some(Utc::now().naive_utc()),
         updated_by: Some(input.updated_by.clone().or(Some(admin.name.clone()))),
         transform: input.transform.is_some().then(|| r.transform.clone()),
+        batch: input
+            .batch
+            .is_some()
+            .then(|| r.batch.as_ref().map(JsonColumn::new)),
     };
     let w = save(st, id, &changes).await?;
     Ok(HttpResponse::Ok().json(WebhookView::new(&w, false)))

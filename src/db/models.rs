@@ -9,8 +9,8 @@ use diesel::prelude::*;
 use super::json::Json;
 use super::schema::*;
 use crate::domain::{
-    utc, Attempt, BreakerSettings, DeliveryStatus, DeliveryUpdate, PreviousSecret, RateLimit,
-    RetryConfig, Webhook,
+    utc, Attempt, BatchSettings, BreakerSettings, DeliveryStatus, DeliveryUpdate, PreviousSecret,
+    RateLimit, RetryConfig, Webhook,
 };
 use crate::secrets::{SecretCipher, SecretError};
 
@@ -39,6 +39,7 @@ pub struct WebhookRow {
     pub updated_by: Option<String>,
     pub deleted_at: Option<NaiveDateTime>,
     pub transform: Option<String>,
+    pub batch: Option<Json<BatchSettings>>,
 }
 
 /// A new `sys_webhooks` row.
@@ -64,6 +65,7 @@ pub struct NewWebhookRow {
     pub created_by: Option<String>,
     pub updated_by: Option<String>,
     pub transform: Option<String>,
+    pub batch: Option<Json<BatchSettings>>,
 }
 
 /// A partial update of `sys_webhooks`; `None` leaves a column as it is.
@@ -86,6 +88,7 @@ pub struct WebhookChanges {
     pub updated_at: Option<NaiveDateTime>,
     pub updated_by: Option<Option<String>>,
     pub transform: Option<Option<String>>,
+    pub batch: Option<Option<Json<BatchSettings>>>,
 }
 
 /// A row of `sys_webhook_events`.
@@ -133,6 +136,7 @@ pub struct AttemptRow {
     pub response_body: Option<String>,
     pub duration_ms: i64,
     pub attempted_at: NaiveDateTime,
+    pub batch_id: Option<String>,
 }
 
 /// A new `sys_webhook_attempts` row.
@@ -147,6 +151,7 @@ pub struct NewAttemptRow {
     pub response_body: Option<String>,
     pub duration_ms: i64,
     pub attempted_at: NaiveDateTime,
+    pub batch_id: Option<String>,
 }
 
 /// The outcome of an attempt as it lands on its delivery row.
@@ -270,6 +275,11 @@ impl WebhookRow {
             created_by: self.created_by,
             updated_by: self.updated_by,
             transform: self.transform,
+            batch: self
+                .batch
+                .map(|b| b.parse())
+                .transpose()
+                .map_err(column("batch"))?,
         })
     }
 }
@@ -285,6 +295,7 @@ impl From<Attempt> for NewAttemptRow {
             response_body: a.response_body,
             duration_ms: a.duration_ms,
             attempted_at: a.attempted_at.naive_utc(),
+            batch_id: a.batch_id,
         }
     }
 }

@@ -23,6 +23,7 @@ diesel::table! {
         response_body -> Nullable<Text>,
         duration_ms -> BigInt,
         attempted_at -> Timestamp,
+        batch_id -> Nullable<Text>,
     }
 }
 
@@ -79,6 +80,7 @@ diesel::table! {
         updated_by -> Nullable<Text>,
         deleted_at -> Nullable<Timestamp>,
         transform -> Nullable<Text>,
+        batch -> Nullable<Jsonb>,
     }
 }
 

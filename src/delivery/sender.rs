@@ -237,6 +237,7 @@ mod tests {
             created_by: None,
             updated_by: None,
             transform: None,
+            batch: None,
         }
     }
 

@@ -265,3 +265,223 @@ async fn retries_send_the_first_transformed_bytes_and_a_manual_retry_the_current
     assert_eq!(again.header("x-beema-delivery"), Some(delivery_id.as_str()));
     assert_eq!(std::str::from_utf8(&again.body).unwrap(), r#"{"number":7}"#);
 }
+
+// ---- §10 batching ----
+
+#[tokio::test]
+async fn invalid_batch_settings_are_422s_naming_the_field() {
+    let env = Env::start();
+    let rx = TestReceiver::start(200);
+    let cases = [
+        (json!({"maxEvents": 1, "maxWaitMs": 0}), "batch.maxEvents"),
+        (
+            json!({"maxEvents": 1001, "maxWaitMs": 0}),
+            "batch.maxEvents",
+        ),
+        (json!({"maxWaitMs": 0}), "batch.maxEvents"),
+        (json!({"maxEvents": 2.5, "maxWaitMs": 0}), "batch.maxEvents"),
+        (json!({"maxEvents": 2, "maxWaitMs": -1}), "batch.maxWaitMs"),
+        (
+            json!({"maxEvents": 2, "maxWaitMs": 60001}),
+            "batch.maxWaitMs",
+        ),
+        (json!({"maxEvents": 2}), "batch.maxWaitMs"),
+    ];
+    for (batch, field) in &cases {
+        let body = json!({"webhook_name": "h", "tenant_id": "t1", "event_type": "x",
+                          "url": rx.url, "batch": batch});
+        let (status, v) = env.server.post("/api/webhooks", &body).await;
+        assert_eq!(status, 422, "{batch}: {v}");
+        assert_eq!(v["error"]["field"], *field, "{batch}: {v}");
+    }
+    let hook = env
+        .server
+        .create_webhook(
+            "t1",
+            "x",
+            &rx.url,
+            json!({"batch": {"maxEvents": 1000, "maxWaitMs": 60000}}),
+        )
+        .await;
+    assert_eq!(
+        hook["batch"],
+        json!({"maxEvents": 1000, "maxWaitMs": 60000})
+    );
+    let id = hook["webhook_id"].as_i64().unwrap();
+    let (status, v) = env
+        .server
+        .json(
+            reqwest::Method::PUT,
+            "/api/webhooks",
+            &json!({"webhook_id": id, "batch": null}),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["batch"], Value::Null);
+}
+
+/// Creates a batching webhook and publishes `n` events one by one; their event ids in order.
+async fn batching_hook(env: &Env, url: &str, extra: Value, n: usize) -> (i64, String, Vec<String>) {
+    let hook = env
+        .server
+        .create_webhook("t1", "claim/opened", url, extra)
+        .await;
+    let id = hook["webhook_id"].as_i64().unwrap();
+    let secret = hook["secret"].as_str().unwrap().to_string();
+    let mut events = Vec::new();
+    for i in 0..n {
+        let v = env
+            .server
+            .publish("t1", "claim/opened", json!({"i": i}))
+            .await;
+        events.push(v["ids"][0].as_str().unwrap().to_string());
+    }
+    (id, secret, events)
+}
+
+#[tokio::test]
+async fn a_batch_carries_deliveries_in_order_signed_as_one_request() {
+    let env = Env::start();
+    let mut rx = TestReceiver::start(200);
+    // maxWaitMs is long: only a full batch goes, so the three events must travel together.
+    let (id, secret, events) = batching_hook(
+        &env,
+        &rx.url,
+        json!({"batch": {"maxEvents": 3, "maxWaitMs": 60000}}),
+        3,
+    )
+    .await;
+    let got = rx.expect(WAIT).await;
+    let body = got.json();
+    assert_eq!(body["type"], "batch");
+    let entries = body["deliveries"].as_array().unwrap();
+    let ids: Vec<&str> = entries.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, events.iter().map(String::as_str).collect::<Vec<_>>());
+    for (i, e) in entries.iter().enumerate() {
+        assert_eq!(e["event"], "claim/opened");
+        assert_eq!(e["data"]["i"], i);
+        assert!(e["timestamp"].is_string() && e.get("user").is_some(), "{e}");
+    }
+    let batch_id = got.header("x-beema-delivery").unwrap().to_string();
+    assert!(uuid::Uuid::parse_str(&batch_id).is_ok(), "{batch_id}");
+    assert_eq!(got.header("webhook-id"), Some(batch_id.as_str()));
+    assert_eq!(got.header("x-beema-event"), Some("batch"));
+    assert!(standard_verifies(&secret, &got), "webhook-signature");
+    assert_eq!(
+        got.header("x-beema-signature").unwrap(),
+        beema_signature(&secret, &got.body)
+    );
+
+    let list = env
+        .server
+        .wait_deliveries(&format!("webhook_id={id}"), WAIT, |d| {
+            d.len() == 3 && d.iter().all(|x| x["status"] == "success")
+        })
+        .await;
+    for d in &list {
+        let delivery_id = d["delivery_id"].as_str().unwrap();
+        assert!(entries.iter().any(|e| e["delivery_id"] == delivery_id));
+        let (_, one) = env
+            .server
+            .get(&format!("/api/webhooks/deliveries/{delivery_id}"))
+            .await;
+        let attempts = one["attempts"].as_array().unwrap();
+        assert_eq!(attempts.len(), 1, "{one}");
+        assert_eq!(attempts[0]["batch_id"], batch_id.as_str());
+        assert_eq!(attempts[0]["status_code"], 200);
+    }
+    assert!(rx.drain().is_empty(), "one request for the three");
+
+    // A lone event goes at the latest maxWaitMs after it became ready: a batch of one.
+    let mut lone = TestReceiver::start(200);
+    batching_hook(
+        &env,
+        &lone.url,
+        json!({"batch": {"maxEvents": 100, "maxWaitMs": 100}, "event_type": "claim/opened"}),
+        0,
+    )
+    .await;
+    env.server
+        .publish("t1", "claim/opened", json!({"lone": true}))
+        .await;
+    let one = lone.expect(WAIT).await.json();
+    assert_eq!(one["deliveries"].as_array().unwrap().len(), 1);
+    assert_eq!(one["deliveries"][0]["data"]["lone"], true);
+}
+
+#[tokio::test]
+async fn a_failed_batch_is_retried_whole_with_the_same_bytes() {
+    let env = Env::start();
+    let mut rx = TestReceiver::scripted(vec![Reply::status(500)], Reply::status(200));
+    let (id, _, _) = batching_hook(
+        &env,
+        &rx.url,
+        json!({"batch": {"maxEvents": 2, "maxWaitMs": 60000},
+               "retry_config": {"maxAttempts": 3, "backoffMs": 10},
+               // `now` differs on every run: the retry must not build or transform anew.
+               "transform": "{n: (.deliveries | length), at: now, ids: [.deliveries[].delivery_id]}"}),
+        2,
+    )
+    .await;
+    let first = rx.expect(WAIT).await;
+    let second = rx.expect(WAIT).await;
+    assert_eq!(first.body, second.body, "same members, same bytes");
+    assert_eq!(first.json()["n"], 2);
+    let batch_id = first.header("webhook-id").unwrap().to_string();
+    assert_eq!(second.header("webhook-id"), Some(batch_id.as_str()));
+    let list = env
+        .server
+        .wait_deliveries(&format!("webhook_id={id}"), WAIT, |d| {
+            d.len() == 2 && d.iter().all(|x| x["status"] == "success")
+        })
+        .await;
+    for d in &list {
+        assert_eq!(d["attempt_number"], 2);
+        let (_, one) = env
+            .server
+            .get(&format!(
+                "/api/webhooks/deliveries/{}",
+                d["delivery_id"].as_str().unwrap()
+            ))
+            .await;
+        let codes: Vec<&Value> = one["attempts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| &a["status_code"])
+            .collect();
+        assert_eq!(codes, [&json!(500), &json!(200)], "{one}");
+        assert!(one["attempts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["batch_id"] == batch_id.as_str()));
+    }
+}
+
+#[tokio::test]
+async fn a_410_on_a_batch_fails_every_member_and_disables_the_webhook() {
+    let env = Env::start();
+    let mut rx = TestReceiver::start(410);
+    let (id, _, _) = batching_hook(
+        &env,
+        &rx.url,
+        json!({"batch": {"maxEvents": 2, "maxWaitMs": 60000}}),
+        2,
+    )
+    .await;
+    rx.expect(WAIT).await;
+    env.server
+        .wait_deliveries(&format!("webhook_id={id}"), WAIT, |d| {
+            d.len() == 2
+                && d.iter()
+                    .all(|x| x["status"] == "failed" && x["status_code"] == 410)
+        })
+        .await;
+    env.server
+        .wait_get(&format!("/api/webhooks/{id}"), WAIT, |w| {
+            w["enabled"] == false
+        })
+        .await;
+    assert!(rx.drain().is_empty(), "one request, no retry");
+}

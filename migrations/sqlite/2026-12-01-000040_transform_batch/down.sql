@@ -1,1 +1,3 @@
+ALTER TABLE sys_webhook_attempts DROP COLUMN batch_id;
+ALTER TABLE sys_webhooks DROP COLUMN batch;
 ALTER TABLE sys_webhooks DROP COLUMN transform;
