@@ -29,6 +29,9 @@ pub struct Job {
     /// Non-empty for a batch (contract §10): `delivery_id` is the batch id, `payload` its body,
     /// and these are the deliveries it carries, in acceptance order.
     pub members: Vec<Job>,
+    /// Re-opened by hand (a manual retry): batched only with others like it, and such a batch
+    /// gets one attempt.
+    pub manual: bool,
 }
 
 impl Job {
@@ -52,6 +55,7 @@ impl Job {
             attempts_made: 0,
             due: None,
             transformed: false,
+            manual: members.first().is_some_and(|m| m.manual),
             members,
         }
     }
@@ -77,6 +81,7 @@ impl Job {
             due,
             transformed: false,
             members: Vec::new(),
+            manual: false,
         }
     }
 }
@@ -208,6 +213,7 @@ mod tests {
             due: None,
             transformed: false,
             members: vec![],
+            manual: false,
         }
     }
 

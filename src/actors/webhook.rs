@@ -24,7 +24,7 @@ use crate::db::models::DeliveryRow;
 use crate::delivery::breaker::{CircuitBreaker, CircuitState};
 use crate::delivery::retry::{decide, random_jitter, RetryDecision};
 use crate::delivery::sender::{self, AttemptResult, Outgoing};
-use crate::domain::{Attempt, DeliveryStatus, DeliveryUpdate, Webhook};
+use crate::domain::{Attempt, DeliveryStatus, DeliveryUpdate, RetryConfig, Webhook};
 
 /// How long a webhook stays idle before its HTTP client (and connections) are dropped.
 const CLIENT_IDLE: Duration = Duration::from_secs(60);
@@ -206,11 +206,15 @@ impl WebhookActor {
             return None; // a batch being retried goes as it is
         }
         let since = *self.batch_since.get_or_insert(now);
+        if self.ready.front().is_some_and(|j| j.manual) {
+            // Someone asked for it: manual retries ready together go as one batch, at once.
+            return None;
+        }
         let plain = self
             .ready
             .iter()
             .take(b.max_events as usize)
-            .take_while(|j| j.members.is_empty())
+            .take_while(|j| j.members.is_empty() && !j.manual)
             .count();
         let due = since + chrono::Duration::milliseconds(b.max_wait_ms as i64);
         if plain >= b.max_events as usize || now >= due {
@@ -229,6 +233,7 @@ impl WebhookActor {
             return self.ready.pop_front();
         }
         self.batch_since = None;
+        let manual = self.ready.front()?.manual;
         let mut members = Vec::new();
         let mut size = 40;
         while members.len() < b.max_events as usize {
@@ -237,6 +242,7 @@ impl WebhookActor {
             };
             let len = next.batch_entry_len();
             if !next.members.is_empty()
+                || next.manual != manual
                 || (!members.is_empty() && size + len > self.deps.tuning.max_batch_bytes)
             {
                 break;
@@ -433,15 +439,6 @@ impl WebhookActor {
         m.attempt_duration
             .with_label_values(&[] as &[&str])
             .observe(result.duration.as_secs_f64());
-        self.status.attempt(
-            now,
-            latency_ms,
-            if success {
-                None
-            } else {
-                result.error.as_deref().or(Some("failed"))
-            },
-        );
 
         let (status, next_at) = if success {
             self.breaker.on_success(now);
@@ -455,8 +452,16 @@ impl WebhookActor {
             (DeliveryStatus::Failed, None)
         } else {
             self.breaker.on_failure(now);
-            let retry = &self.webhook.retry;
-            match decide(retry, attempt_number, result.retry_after, random_jitter()) {
+            let retry = if job.manual && !job.members.is_empty() {
+                // A batch of manually retried deliveries gets one attempt (contract §10).
+                RetryConfig {
+                    max_attempts: 1,
+                    ..self.webhook.retry
+                }
+            } else {
+                self.webhook.retry
+            };
+            match decide(&retry, attempt_number, result.retry_after, random_jitter()) {
                 RetryDecision::Retry(delay) => (
                     DeliveryStatus::Retrying,
                     Some(now + chrono::Duration::from_std(delay).unwrap_or_default()),
@@ -474,6 +479,16 @@ impl WebhookActor {
             job.members.iter_mut().collect()
         };
         for member in members {
+            // Health stats count one attempt per delivery; `/metrics` counted the request.
+            self.status.attempt(
+                now,
+                latency_ms,
+                if success {
+                    None
+                } else {
+                    result.error.as_deref().or(Some("failed"))
+                },
+            );
             if !status.is_open() {
                 self.status.finished(success);
                 m.deliveries.with_label_values(&[status.as_str()]).inc();
@@ -681,7 +696,10 @@ impl Handler<Enqueue> for WebhookActor {
         }
         for job in msg.jobs {
             if msg.force {
-                self.accept(job);
+                self.accept(Job {
+                    manual: true,
+                    ..job
+                });
                 continue;
             }
             if self.backlog || self.loading || self.held() >= self.deps.tuning.window {

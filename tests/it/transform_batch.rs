@@ -485,3 +485,49 @@ async fn a_410_on_a_batch_fails_every_member_and_disables_the_webhook() {
         .await;
     assert!(rx.drain().is_empty(), "one request, no retry");
 }
+
+#[tokio::test]
+async fn a_manually_retried_member_goes_in_a_new_batch_with_one_attempt() {
+    let env = Env::start();
+    let mut rx = TestReceiver::scripted(vec![Reply::status(200)], Reply::status(500));
+    let (id, _, _) = batching_hook(
+        &env,
+        &rx.url,
+        json!({"batch": {"maxEvents": 2, "maxWaitMs": 60000},
+               "retry_config": {"maxAttempts": 5, "backoffMs": 10}}),
+        2,
+    )
+    .await;
+    let first = rx.expect(WAIT).await;
+    let list = env
+        .server
+        .wait_deliveries(&format!("webhook_id={id}"), WAIT, |d| {
+            d.len() == 2 && d.iter().all(|x| x["status"] == "success")
+        })
+        .await;
+    let target = list[0]["delivery_id"].as_str().unwrap().to_string();
+    let (status, v) = env
+        .server
+        .post(
+            &format!("/api/webhooks/deliveries/{target}/retry"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 202, "{v}");
+    let again = rx.expect(WAIT).await;
+    assert_ne!(
+        again.header("webhook-id"),
+        first.header("webhook-id"),
+        "a new batch"
+    );
+    let body = again.json();
+    assert_eq!(body["deliveries"].as_array().unwrap().len(), 1);
+    assert_eq!(body["deliveries"][0]["delivery_id"], target.as_str());
+    // Answered 500: such a batch gets one attempt, then the member is final.
+    env.server
+        .wait_deliveries(&format!("webhook_id={id}&status=failed"), WAIT, |d| {
+            d.len() == 1 && d[0]["delivery_id"] == target.as_str() && d[0]["attempt_number"] == 2
+        })
+        .await;
+    assert!(rx.drain().is_empty(), "no automatic retry");
+}
