@@ -206,15 +206,19 @@ impl WebhookActor {
             return None; // a batch being retried goes as it is
         }
         let since = *self.batch_since.get_or_insert(now);
-        if self.ready.front().is_some_and(|j| j.manual) {
-            // Someone asked for it: manual retries ready together go as one batch, at once.
+        // Someone asked for these: manual retries ready together go as one batch, at once, and a
+        // `/test` event as a batch of one (ahead of a filling batch, unless order is kept).
+        let asked = |j: &Job| j.members.is_empty() && (j.manual || is_test(j));
+        if self.ready.front().is_some_and(asked)
+            || (!self.webhook.ordered && self.ready.iter().any(asked))
+        {
             return None;
         }
         let plain = self
             .ready
             .iter()
             .take(b.max_events as usize)
-            .take_while(|j| j.members.is_empty() && !j.manual)
+            .take_while(|j| j.members.is_empty() && !j.manual && !is_test(j))
             .count();
         let due = since + chrono::Duration::milliseconds(b.max_wait_ms as i64);
         if plain >= b.max_events as usize || now >= due {
@@ -232,17 +236,41 @@ impl WebhookActor {
         if !self.ready.front()?.members.is_empty() {
             return self.ready.pop_front();
         }
+        let max = b.max_events as usize;
+        let head_only = self.webhook.ordered;
+        if let Some(pos) = self
+            .ready
+            .iter()
+            .take(if head_only { 1 } else { usize::MAX })
+            .position(|j| j.members.is_empty() && is_test(j))
+        {
+            return self.ready.remove(pos).map(|j| Job::batch(vec![j]));
+        }
+        if !head_only && self.ready.iter().any(|j| j.members.is_empty() && j.manual) {
+            let mut members = Vec::new();
+            let mut rest = VecDeque::with_capacity(self.ready.len());
+            for j in self.ready.drain(..) {
+                if members.len() < max && j.members.is_empty() && j.manual {
+                    members.push(j);
+                } else {
+                    rest.push_back(j);
+                }
+            }
+            self.ready = rest;
+            return Some(Job::batch(members));
+        }
         self.batch_since = None;
         let manual = self.ready.front()?.manual;
         let mut members = Vec::new();
         let mut size = 40;
-        while members.len() < b.max_events as usize {
+        while members.len() < max {
             let Some(next) = self.ready.front() else {
                 break;
             };
             let len = next.batch_entry_len();
             if !next.members.is_empty()
                 || next.manual != manual
+                || is_test(next)
                 || (!members.is_empty() && size + len > self.deps.tuning.max_batch_bytes)
             {
                 break;
@@ -635,6 +663,11 @@ impl WebhookActor {
         self.client = None;
         self.batch_since = None;
     }
+}
+
+/// A `/test` event: with batching it goes alone, as a batch of one.
+fn is_test(job: &Job) -> bool {
+    job.event_type == "webhook/test"
 }
 
 /// How a started attempt ended.

@@ -531,3 +531,65 @@ async fn a_manually_retried_member_goes_in_a_new_batch_with_one_attempt() {
         .await;
     assert!(rx.drain().is_empty(), "no automatic retry");
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_transform_batch_and_batch_id() {
+    let env = Env::start();
+    let (status, doc) = env.server.get("/api/openapi.json").await;
+    assert_eq!(status, 200);
+    let schemas = &doc["components"]["schemas"];
+    for (schema, field) in [
+        ("WebhookInput", "transform"),
+        ("WebhookInput", "batch"),
+        ("WebhookView", "transform"),
+        ("WebhookView", "batch"),
+        ("AttemptView", "batch_id"),
+        ("BatchInput", "maxEvents"),
+        ("BatchInput", "maxWaitMs"),
+        ("BatchSettings", "maxEvents"),
+    ] {
+        assert!(
+            schemas[schema]["properties"].get(field).is_some(),
+            "{schema}.{field} in {}",
+            schemas[schema]
+        );
+    }
+    // Every reference resolves.
+    let text = doc.to_string();
+    for part in text.split("\"#/components/schemas/").skip(1) {
+        let name = &part[..part.find('"').unwrap()];
+        assert!(schemas.get(name).is_some(), "dangling $ref {name}");
+    }
+}
+
+#[tokio::test]
+async fn a_test_send_goes_as_a_batch_of_one() {
+    let env = Env::start();
+    let mut rx = TestReceiver::start(200);
+    let hook = env
+        .server
+        .create_webhook(
+            "t1",
+            "claim/opened",
+            &rx.url,
+            json!({"batch": {"maxEvents": 10, "maxWaitMs": 60000}}),
+        )
+        .await;
+    let id = hook["webhook_id"].as_i64().unwrap();
+    // One ordinary event waits for the batch to fill; the test event does not join it.
+    env.server
+        .publish("t1", "claim/opened", json!({"i": 0}))
+        .await;
+    let (status, v) = env
+        .server
+        .post(&format!("/api/webhooks/{id}/test"), &json!({}))
+        .await;
+    assert_eq!(status, 202, "{v}");
+    let got = rx.expect(WAIT).await;
+    assert_eq!(got.header("x-beema-event"), Some("batch"));
+    let body = got.json();
+    let entries = body["deliveries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{body}");
+    assert_eq!(entries[0]["event"], "webhook/test");
+    assert_eq!(entries[0]["delivery_id"], v["delivery_id"]);
+}
