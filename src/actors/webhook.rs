@@ -214,14 +214,23 @@ impl WebhookActor {
         {
             return None;
         }
-        let plain = self
-            .ready
-            .iter()
-            .take(b.max_events as usize)
-            .take_while(|j| j.members.is_empty() && !j.manual && !is_test(j))
-            .count();
+        // Full by count, or by size: the next delivery would not fit under the body limit.
+        let mut plain = 0;
+        let mut size = BATCH_FRAME;
+        let mut full_by_size = false;
+        for j in self.ready.iter().take(b.max_events as usize) {
+            if !(j.members.is_empty() && !j.manual && !is_test(j)) {
+                break;
+            }
+            size += j.batch_entry_len();
+            if plain > 0 && size > self.deps.tuning.max_batch_bytes {
+                full_by_size = true;
+                break;
+            }
+            plain += 1;
+        }
         let due = since + chrono::Duration::milliseconds(b.max_wait_ms as i64);
-        if plain >= b.max_events as usize || now >= due {
+        if plain >= b.max_events as usize || full_by_size || now >= due {
             return None;
         }
         Some(until(now, due))
@@ -262,7 +271,7 @@ impl WebhookActor {
         self.batch_since = None;
         let manual = self.ready.front()?.manual;
         let mut members = Vec::new();
-        let mut size = 40;
+        let mut size = BATCH_FRAME;
         while members.len() < max {
             let Some(next) = self.ready.front() else {
                 break;
@@ -664,6 +673,9 @@ impl WebhookActor {
         self.batch_since = None;
     }
 }
+
+/// Bytes of a batch body around its entries (`{"type":"batch","deliveries":[` … `]}`).
+const BATCH_FRAME: usize = 40;
 
 /// A `/test` event: with batching it goes alone, as a batch of one.
 fn is_test(job: &Job) -> bool {

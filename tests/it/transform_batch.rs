@@ -593,3 +593,36 @@ async fn a_test_send_goes_as_a_batch_of_one() {
     assert_eq!(entries[0]["event"], "webhook/test");
     assert_eq!(entries[0]["delivery_id"], v["delivery_id"]);
 }
+
+#[tokio::test]
+async fn a_batch_closes_before_its_body_passes_the_body_limit() {
+    const LIMIT: usize = 800;
+    let env = Env::with(|c| c.max_body_bytes = LIMIT);
+    let mut rx = TestReceiver::start(200);
+    // Neither maxEvents nor maxWaitMs closes these batches: only their size does.
+    let (_, _, events) = batching_hook(
+        &env,
+        &rx.url,
+        json!({"batch": {"maxEvents": 1000, "maxWaitMs": 60000}}),
+        7,
+    )
+    .await;
+    let mut sent = Vec::new();
+    for _ in 0..2 {
+        let got = rx.expect(WAIT).await;
+        assert!(got.body.len() <= LIMIT, "{} bytes", got.body.len());
+        let body = got.json();
+        let entries = body["deliveries"].as_array().unwrap();
+        assert!(entries.len() > 1, "{body}");
+        sent.extend(
+            entries
+                .iter()
+                .map(|e| e["id"].as_str().unwrap().to_string()),
+        );
+    }
+    assert_eq!(
+        sent,
+        events[..sent.len()],
+        "acceptance order across batches"
+    );
+}
