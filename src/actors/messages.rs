@@ -32,6 +32,11 @@ pub struct Job {
     /// Re-opened by hand (a manual retry): batched only with others like it, and such a batch
     /// gets one attempt.
     pub manual: bool,
+    /// `payload` is not the event's payload (a batch body or a transform's output): a retry
+    /// needs it stored.
+    pub custom_body: bool,
+    /// Its body is in `sys_webhook_sent_bodies`.
+    pub stored: bool,
 }
 
 impl Job {
@@ -57,6 +62,8 @@ impl Job {
             transformed: false,
             manual: members.first().is_some_and(|m| m.manual),
             members,
+            custom_body: true,
+            stored: false,
         }
     }
 
@@ -82,6 +89,8 @@ impl Job {
             transformed: false,
             members: Vec::new(),
             manual: false,
+            custom_body: false,
+            stored: false,
         }
     }
 }
@@ -214,6 +223,8 @@ mod tests {
             transformed: false,
             members: vec![],
             manual: false,
+            custom_body: false,
+            stored: false,
         }
     }
 

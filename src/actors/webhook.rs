@@ -5,7 +5,7 @@
 //! flight); the rest wait in the database and are paged in by delivery id (acceptance order) as the
 //! window drains. Everything here can be rebuilt from the database, which is what a restart does.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::num::NonZeroU32;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -21,6 +21,7 @@ use super::messages::*;
 use super::status::{ActorState, WebhookStatus};
 use super::WebhookDeps;
 use crate::db::models::DeliveryRow;
+use crate::db::store::sent::{self, SentBodyRow};
 use crate::delivery::breaker::{CircuitBreaker, CircuitState};
 use crate::delivery::retry::{decide, random_jitter, RetryDecision};
 use crate::delivery::sender::{self, AttemptResult, Outgoing};
@@ -385,6 +386,7 @@ impl WebhookActor {
             self.webhook.transform.clone()
         };
         let pool = self.deps.transform.clone();
+        let applied = program.is_some();
         let attempt = async move {
             let out = match program {
                 Some(code) => match pool.run(&code, &out.payload).await {
@@ -408,6 +410,7 @@ impl WebhookActor {
                         let mut job = job;
                         job.payload = payload;
                         job.transformed = true;
+                        job.custom_body |= applied;
                         a.finish(job, result, c);
                         a.pump(c);
                     }),
@@ -566,14 +569,62 @@ impl WebhookActor {
         match next_at {
             Some(due) => {
                 // A failed batch is retried whole: same id, members and bytes.
+                if job.custom_body && !job.stored {
+                    self.store_body(&job);
+                    job.stored = true;
+                }
                 job.attempts_made = attempt_number;
                 job.due = Some(due);
                 self.waiting.insert((due, job.delivery_id.clone()), job);
             }
             None => {
+                if job.stored {
+                    self.forget_body(&job.delivery_id);
+                }
                 self.known.remove(&job.delivery_id);
             }
         }
+    }
+
+    /// Stores the body of a batch or transformed delivery about to wait for a retry, so that a
+    /// restarted node resends exactly it. Its own task: a write is never dropped half-way.
+    fn store_body(&self, job: &Job) {
+        let members: Vec<&str> = if job.members.is_empty() {
+            vec![job.delivery_id.as_str()]
+        } else {
+            job.members.iter().map(|m| m.delivery_id.as_str()).collect()
+        };
+        let row = SentBodyRow {
+            sent_id: job.delivery_id.clone(),
+            webhook_id: self.webhook.id,
+            members: serde_json::to_string(&members).unwrap_or_default(),
+            body: job.payload.to_string(),
+            manual: job.manual,
+            created_at: Utc::now().naive_utc(),
+        };
+        let db = self.deps.db.clone();
+        tokio::spawn(async move {
+            let result = match db.write().await {
+                Ok(mut conn) => sent::save(&mut conn, &row).await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(error) = result {
+                tracing::warn!(%error, sent_id = row.sent_id, "storing a sent body failed; a restart would rebuild it");
+            }
+        });
+    }
+
+    /// Drops the stored body of deliveries that are final.
+    fn forget_body(&self, sent_id: &str) {
+        let db = self.deps.db.clone();
+        let sent_id = sent_id.to_string();
+        tokio::spawn(async move {
+            if let Ok(mut conn) = db.write().await {
+                if let Err(error) = sent::delete(&mut conn, &sent_id).await {
+                    tracing::warn!(%error, sent_id, "forgetting a sent body failed");
+                }
+            }
+        });
     }
 
     fn disable_after_gone(&mut self, now: DateTime<Utc>, _ctx: &mut Context<Self>) {
@@ -614,15 +665,20 @@ impl WebhookActor {
         // query calls `block_in_place`, which panics on actix's threads).
         let task = tokio::spawn(async move {
             let mut conn = db.read().await.map_err(|e| e.to_string())?;
-            crate::db::store::deliveries::load_open(&mut conn, id, cursor.as_deref(), limit)
+            let rows =
+                crate::db::store::deliveries::load_open(&mut conn, id, cursor.as_deref(), limit)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            let bodies = sent::list_for_webhook(&mut conn, id)
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>((rows, bodies))
         });
         ctx.spawn(task.into_actor(self).map(move |res, act, ctx| {
             act.loading = false;
             match res {
-                Ok(Ok(rows)) => act.guarded(ctx, |a, c| {
-                    a.take_loaded(rows, limit);
+                Ok(Ok((rows, bodies))) => act.guarded(ctx, |a, c| {
+                    a.take_loaded(rows, bodies, limit);
                     a.pump(c);
                 }),
                 other => {
@@ -633,8 +689,22 @@ impl WebhookActor {
         }));
     }
 
-    fn take_loaded(&mut self, rows: Vec<(DeliveryRow, Option<String>)>, limit: i64) {
+    fn take_loaded(
+        &mut self,
+        rows: Vec<(DeliveryRow, Option<String>)>,
+        bodies: Vec<SentBodyRow>,
+        limit: i64,
+    ) {
         let full_page = rows.len() as i64 >= limit;
+        // Deliveries whose body was fixed when first sent: rebuilt as that batch (or body).
+        let mut owner: HashMap<String, usize> = HashMap::new();
+        for (i, b) in bodies.iter().enumerate() {
+            let members: Vec<String> = serde_json::from_str(&b.members).unwrap_or_default();
+            for m in members {
+                owner.insert(m, i);
+            }
+        }
+        let mut rebuilt: BTreeMap<usize, Vec<Job>> = BTreeMap::new();
         for (row, payload) in rows {
             self.cursor = Some(row.delivery_id.clone());
             let Some(payload) = payload else {
@@ -646,7 +716,44 @@ impl WebhookActor {
                 ));
                 continue;
             };
-            self.accept(Job::from_row(&row, Arc::from(payload)));
+            let job = Job::from_row(&row, Arc::from(payload));
+            match owner.get(&job.delivery_id) {
+                Some(&i) if !self.known.contains(&job.delivery_id) => {
+                    rebuilt.entry(i).or_default().push(job);
+                }
+                _ => self.accept(job),
+            }
+        }
+        for (i, members) in rebuilt {
+            let b = &bodies[i];
+            let single = members.len() == 1 && members[0].delivery_id == b.sent_id;
+            let job = if single {
+                let mut job = members.into_iter().next().unwrap_or_else(|| unreachable!());
+                job.payload = Arc::from(b.body.as_str());
+                job
+            } else {
+                let mut job = Job::batch(members);
+                job.delivery_id = b.sent_id.clone();
+                job.payload = Arc::from(b.body.as_str());
+                job.manual = b.manual;
+                job.attempts_made = job
+                    .members
+                    .iter()
+                    .map(|m| m.attempts_made)
+                    .max()
+                    .unwrap_or(0);
+                job.due = job.members.iter().filter_map(|m| m.due).min();
+                for m in &job.members {
+                    self.known.insert(m.delivery_id.clone());
+                }
+                job
+            };
+            self.accept(Job {
+                transformed: true,
+                custom_body: true,
+                stored: true,
+                ..job
+            });
         }
         self.backlog = full_page || self.load_again;
     }

@@ -84,6 +84,17 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    sys_webhook_sent_bodies (sent_id) {
+        sent_id -> Text,
+        webhook_id -> BigInt,
+        members -> Text,
+        body -> Text,
+        manual -> Bool,
+        created_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(sys_webhook_deliveries -> sys_webhooks (webhook_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -92,4 +103,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     sys_webhook_deliveries,
     sys_webhook_events,
     sys_webhooks,
+    sys_webhook_sent_bodies,
 );

@@ -626,3 +626,126 @@ async fn a_batch_closes_before_its_body_passes_the_body_limit() {
         "acceptance order across batches"
     );
 }
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+/// Rows of `sys_webhook_sent_bodies`, read past the server.
+async fn stored_bodies(db: &crate::utils::TestDb) -> i64 {
+    use beema_webhooks::config::DatabaseUrl;
+    let sql = "SELECT COUNT(*) AS n FROM sys_webhook_sent_bodies";
+    match &db.url {
+        DatabaseUrl::Sqlite(path) => {
+            use diesel::{Connection, RunQueryDsl};
+            let mut c = diesel::SqliteConnection::establish(path).expect("open the SQLite file");
+            diesel::sql_query(sql)
+                .get_result::<Count>(&mut c)
+                .expect("count")
+                .n
+        }
+        DatabaseUrl::Postgres(url) => {
+            use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+            let mut c = AsyncPgConnection::establish(url)
+                .await
+                .expect("connect to PostgreSQL");
+            diesel::sql_query(sql)
+                .get_result::<Count>(&mut c)
+                .await
+                .expect("count")
+                .n
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_waiting_batch_is_resent_exactly_after_a_restart() {
+    use crate::utils::{eventually, test_config, TestDb, TestServer};
+    let db = TestDb::new();
+    let mut rx = TestReceiver::start(503);
+    let server = TestServer::start(test_config(&db));
+    let hook = server
+        .create_webhook(
+            "t1",
+            "claim/opened",
+            &rx.url,
+            json!({"batch": {"maxEvents": 2, "maxWaitMs": 60000},
+                   "retry_config": {"maxAttempts": 5, "backoffMs": 1000},
+                   "transform": "{at: now, ids: [.deliveries[].delivery_id]}"}),
+        )
+        .await;
+    let id = hook["webhook_id"].as_i64().unwrap();
+    // A lone delivery whose transformed body must survive too.
+    let mut lone = TestReceiver::start(503);
+    let single = server
+        .create_webhook(
+            "t1",
+            "claim/closed",
+            &lone.url,
+            json!({"retry_config": {"maxAttempts": 5, "backoffMs": 1000},
+                   "transform": "{at: now}"}),
+        )
+        .await;
+    let single_id = single["webhook_id"].as_i64().unwrap();
+    for i in 0..2 {
+        server
+            .publish("t1", "claim/opened", json!({ "i": i }))
+            .await;
+    }
+    server.publish("t1", "claim/closed", json!({})).await;
+    let first = rx.expect(WAIT).await;
+    let lone_first = lone.expect(WAIT).await;
+    server
+        .wait_deliveries(&format!("webhook_id={id}"), WAIT, |d| {
+            d.len() == 2 && d.iter().all(|x| x["status"] == "retrying")
+        })
+        .await;
+    server
+        .wait_deliveries(&format!("webhook_id={single_id}"), WAIT, |d| {
+            d.len() == 1 && d[0]["status"] == "retrying"
+        })
+        .await;
+    eventually(WAIT, "the batch and lone bodies to be stored", || async {
+        match stored_bodies(&db).await {
+            2 => Ok(()),
+            n => Err(n),
+        }
+    })
+    .await;
+    server.stop();
+
+    rx.set_reply(Reply::status(200));
+    rx.drain();
+    lone.set_reply(Reply::status(200));
+    lone.drain();
+    let server = TestServer::start(test_config(&db));
+    let lone_again = lone.expect(WAIT).await;
+    assert_eq!(
+        lone_again.body, lone_first.body,
+        "the lone body as first sent"
+    );
+    let again = rx.expect(WAIT).await;
+    assert_eq!(
+        again.header("webhook-id"),
+        first.header("webhook-id"),
+        "same batch id"
+    );
+    assert_eq!(
+        again.body, first.body,
+        "same bytes (the transform did not run again)"
+    );
+    server
+        .wait_deliveries(&format!("webhook_id={id}"), WAIT, |d| {
+            d.len() == 2 && d.iter().all(|x| x["status"] == "success")
+        })
+        .await;
+    eventually(WAIT, "the stored body to be dropped", || async {
+        match stored_bodies(&db).await {
+            0 => Ok(()),
+            n => Err(n),
+        }
+    })
+    .await;
+}

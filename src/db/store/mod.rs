@@ -4,6 +4,7 @@ pub mod batch;
 pub mod deliveries;
 pub mod events;
 pub mod keys;
+pub mod sent;
 pub mod webhooks;
 
 /// Current UTC time as stored in the database (timestamps are UTC without a zone).
