@@ -749,3 +749,38 @@ async fn a_waiting_batch_is_resent_exactly_after_a_restart() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn an_ordered_batching_webhook_keeps_order_and_a_failing_batch_holds_back_the_next() {
+    let env = Env::start();
+    let mut rx = TestReceiver::scripted(vec![Reply::status(500)], Reply::status(200));
+    let (_, _, events) = batching_hook(
+        &env,
+        &rx.url,
+        json!({"ordered": true, "batch": {"maxEvents": 2, "maxWaitMs": 0},
+               "retry_config": {"maxAttempts": 3, "backoffMs": 50}}),
+        5,
+    )
+    .await;
+    let mut requests = Vec::new();
+    let mut seen: Vec<String> = Vec::new();
+    while seen.len() < events.len() {
+        let got = rx.expect(WAIT).await;
+        let batch_id = got.header("webhook-id").unwrap().to_string();
+        let ids: Vec<String> = got.json()["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["id"].as_str().unwrap().to_string())
+            .collect();
+        if !requests.iter().any(|(b, _)| *b == batch_id) {
+            seen.extend(ids.clone());
+        }
+        requests.push((batch_id, got.body));
+    }
+    assert_eq!(seen, events, "acceptance order within and across batches");
+    assert_eq!(
+        requests[0], requests[1],
+        "the failed first batch went again before any other"
+    );
+}
