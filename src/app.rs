@@ -66,7 +66,10 @@ pub async fn run(
     let dispatcher = Dispatcher::start(StartParams {
         db: pool.clone(),
         metrics: metrics.clone(),
-        tuning: config.tuning.clone(),
+        tuning: crate::config::Tuning {
+            max_batch_bytes: config.max_body_bytes,
+            ..config.tuning.clone()
+        },
         policy: Arc::new(config.targets.clone()),
         tls,
         webhooks: hooks,

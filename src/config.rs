@@ -78,6 +78,10 @@ pub struct Tuning {
     pub recorder_flush_every: Duration,
     /// Largest recorder batch.
     pub recorder_batch: usize,
+    /// The binary started as transform worker (`None`: this executable; tests name the server's).
+    pub transform_worker: Option<std::path::PathBuf>,
+    /// A batch closes before its body passes this (`BEEMA_MAX_BODY_BYTES`, set by the app).
+    pub max_batch_bytes: usize,
 }
 
 impl Default for Tuning {
@@ -88,6 +92,8 @@ impl Default for Tuning {
             drain_timeout: Duration::from_secs(10),
             recorder_flush_every: Duration::from_millis(5),
             recorder_batch: 512,
+            transform_worker: None,
+            max_batch_bytes: 1_048_576,
         }
     }
 }

@@ -21,6 +21,7 @@
 //! - [`secrets`], [`metrics`]: secrets at rest, Prometheus families.
 //! - [`routing`]: event-type patterns and payload filters (pure, unit-tested).
 //! - [`catalog`]: the event-type catalog's schemas, compiled once per change, checked at publish.
+//! - [`transform`]: jq payload transforms, run in worker processes.
 
 pub mod actors;
 pub mod api;
@@ -39,6 +40,7 @@ pub mod routing;
 pub mod secrets;
 #[doc(hidden)]
 pub mod testing;
+pub mod transform;
 
 pub use app::run;
 // `use crate::with_conn;` in every module; not exported from the crate.

@@ -14,6 +14,13 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     tune_allocator();
+    // The transform worker needs no settings: it is started by the server itself (hidden).
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == beema_webhooks::transform::WORKER_SUBCOMMAND)
+    {
+        return beema_webhooks::transform::worker::main();
+    }
     let cli = match Cli::from_env_and_args() {
         Ok(c) => c,
         Err(reason) => return fail(&reason),

@@ -92,6 +92,9 @@ impl Dispatcher {
             policy: p.policy,
             tls: p.tls,
             metrics: p.metrics,
+            transform: Arc::new(crate::transform::TransformPool::new(
+                p.tuning.transform_worker.clone(),
+            )),
             tuning: p.tuning,
             ops: p.ops,
         });

@@ -23,9 +23,55 @@ pub struct Job {
     pub attempts_made: u32,
     /// Not before this time (a waiting retry).
     pub due: Option<DateTime<Utc>>,
+    /// `payload` is already the transformed body sent by an earlier attempt: retries send the
+    /// same bytes.
+    pub transformed: bool,
+    /// Non-empty for a batch (contract §10): `delivery_id` is the batch id, `payload` its body,
+    /// and these are the deliveries it carries, in acceptance order.
+    pub members: Vec<Job>,
+    /// Re-opened by hand (a manual retry): batched only with others like it, and such a batch
+    /// gets one attempt.
+    pub manual: bool,
+    /// `payload` is not the event's payload (a batch body or a transform's output): a retry
+    /// needs it stored.
+    pub custom_body: bool,
+    /// Its body is in `sys_webhook_sent_bodies`.
+    pub stored: bool,
 }
 
 impl Job {
+    /// A new batch of `members` (plain jobs, in acceptance order) with a new id; its body is
+    /// `{"type": "batch", "deliveries": [...]}`, each entry the member's payload with its
+    /// `delivery_id` first.
+    pub fn batch(members: Vec<Job>) -> Self {
+        let mut body = String::from(r#"{"type":"batch","deliveries":["#);
+        for (i, m) in members.iter().enumerate() {
+            if i > 0 {
+                body.push(',');
+            }
+            push_entry(&mut body, m);
+        }
+        body.push_str("]}");
+        Self {
+            delivery_id: uuid::Uuid::new_v4().to_string(),
+            event_id: String::new(),
+            event_type: "batch".into(),
+            payload: Arc::from(body),
+            attempts_made: 0,
+            due: None,
+            transformed: false,
+            manual: members.first().is_some_and(|m| m.manual),
+            members,
+            custom_body: true,
+            stored: false,
+        }
+    }
+
+    /// Bytes this job adds to a batch body.
+    pub fn batch_entry_len(&self) -> usize {
+        self.payload.len() + self.delivery_id.len() + 20
+    }
+
     /// The job of an open delivery row (new, re-opened or paged in) with its event's payload;
     /// a `retrying` delivery waits for its `next_attempt_at`.
     pub fn from_row(row: &DeliveryRow, payload: Arc<str>) -> Self {
@@ -40,6 +86,11 @@ impl Job {
             payload,
             attempts_made: u32::try_from(row.attempt_number).unwrap_or(0),
             due,
+            transformed: false,
+            members: Vec::new(),
+            manual: false,
+            custom_body: false,
+            stored: false,
         }
     }
 }
@@ -136,3 +187,67 @@ pub struct Record(pub Outcome);
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Flush;
+
+/// Appends `{"delivery_id": ..., <the payload's fields>}`: the payload is spliced as stored (its
+/// keys in their order), not re-serialized.
+fn push_entry(body: &mut String, m: &Job) {
+    let id = serde_json::to_string(&m.delivery_id).unwrap_or_else(|_| "\"\"".into());
+    let payload = m.payload.trim();
+    match payload.strip_prefix('{') {
+        Some(rest) if !rest.trim_start().starts_with('}') => {
+            body.push_str(r#"{"delivery_id":"#);
+            body.push_str(&id);
+            body.push(',');
+            body.push_str(rest);
+        }
+        _ => {
+            body.push_str(r#"{"delivery_id":"#);
+            body.push_str(&id);
+            body.push('}');
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(id: &str, payload: &str) -> Job {
+        Job {
+            delivery_id: id.into(),
+            event_id: "e".into(),
+            event_type: "t".into(),
+            payload: Arc::from(payload),
+            attempts_made: 0,
+            due: None,
+            transformed: false,
+            members: vec![],
+            manual: false,
+            custom_body: false,
+            stored: false,
+        }
+    }
+
+    #[test]
+    fn a_batch_body_lists_members_in_order_with_their_delivery_ids() {
+        let b = Job::batch(vec![
+            job("d1", r#"{"id":"e1","event":"a","data":{"x":1}}"#),
+            job("d2", r#"{"id":"e2","event":"b"}"#),
+        ]);
+        let v: serde_json::Value = serde_json::from_str(&b.payload).unwrap();
+        assert_eq!(v["type"], "batch");
+        assert_eq!(v["deliveries"][0]["delivery_id"], "d1");
+        assert_eq!(v["deliveries"][0]["data"]["x"], 1);
+        assert_eq!(v["deliveries"][1]["id"], "e2");
+        assert!(b
+            .payload
+            .starts_with(r#"{"type":"batch","deliveries":[{"delivery_id":"d1","id":"e1""#));
+        assert_eq!(b.event_type, "batch");
+        assert_eq!(
+            uuid::Uuid::parse_str(&b.delivery_id)
+                .unwrap()
+                .get_version_num(),
+            4
+        );
+    }
+}

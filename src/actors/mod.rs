@@ -40,6 +40,8 @@ pub struct WebhookDeps {
     pub tuning: Tuning,
     /// Where operational facts (§13) go.
     pub ops: OpsEmitter,
+    /// Runs `transform` programs in worker processes.
+    pub transform: Arc<crate::transform::TransformPool>,
 }
 
 /// Inputs of [`Dispatcher::start`].

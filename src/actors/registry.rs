@@ -178,6 +178,8 @@ mod tests {
             created_by: None,
             updated_by: None,
             filter: None,
+            transform: None,
+            batch: None,
         })
     }
 

@@ -5,7 +5,7 @@
 //! flight); the rest wait in the database and are paged in by delivery id (acceptance order) as the
 //! window drains. Everything here can be rebuilt from the database, which is what a restart does.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::num::NonZeroU32;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -21,11 +21,12 @@ use super::messages::*;
 use super::status::{ActorState, WebhookStatus};
 use super::WebhookDeps;
 use crate::db::models::DeliveryRow;
+use crate::db::store::sent::{self, SentBodyRow};
 use crate::delivery::breaker::{CircuitBreaker, CircuitState};
 use crate::delivery::retry::{decide, random_jitter, RetryDecision};
 use crate::delivery::sender::{self, AttemptResult, Outgoing};
 use crate::domain::ops::{is_ops_type, OpsDetail, OpsFact};
-use crate::domain::{Attempt, DeliveryStatus, DeliveryUpdate, Webhook};
+use crate::domain::{Attempt, DeliveryStatus, DeliveryUpdate, RetryConfig, Webhook};
 
 /// How long a webhook stays idle before its HTTP client (and connections) are dropped.
 const CLIENT_IDLE: Duration = Duration::from_secs(60);
@@ -61,6 +62,8 @@ pub struct WebhookActor {
     awaiting_recorder: bool,
     draining: bool,
     retired: bool,
+    /// Batching: when the oldest plain delivery in `ready` became ready.
+    batch_since: Option<DateTime<Utc>>,
 }
 
 impl WebhookActor {
@@ -95,6 +98,7 @@ impl WebhookActor {
             awaiting_recorder: false,
             draining: false,
             retired: false,
+            batch_since: None,
         }
     }
 
@@ -170,6 +174,9 @@ impl WebhookActor {
             if self.deps.recorder.backpressure().is_behind() && self.wait_for_recorder(ctx) {
                 return None;
             }
+            if let Some(wait) = self.batch_wait(now) {
+                return Some(wait);
+            }
             if !self.breaker.try_acquire(now) {
                 return Some(
                     self.breaker
@@ -185,11 +192,104 @@ impl WebhookActor {
                     return Some(not_until.wait_time_from(DefaultClock::default().now()));
                 }
             }
-            if let Some(job) = self.ready.pop_front() {
+            if let Some(job) = self.next_job() {
                 self.start_attempt(job, ctx);
             }
         }
         None
+    }
+
+    /// Batching: how long to hold the ready deliveries before a batch of them goes (None: now).
+    /// A batch goes when it is full or `maxWaitMs` after its first delivery became ready; held
+    /// back meanwhile (rate limit, breaker, ordered head) it keeps filling.
+    fn batch_wait(&mut self, now: DateTime<Utc>) -> Option<Duration> {
+        let b = self.webhook.batch?;
+        if !self.ready.front().is_some_and(|j| j.members.is_empty()) {
+            return None; // a batch being retried goes as it is
+        }
+        let since = *self.batch_since.get_or_insert(now);
+        // Someone asked for these: manual retries ready together go as one batch, at once, and a
+        // `/test` event as a batch of one (ahead of a filling batch, unless order is kept).
+        let asked = |j: &Job| j.members.is_empty() && (j.manual || is_test(j));
+        if self.ready.front().is_some_and(asked)
+            || (!self.webhook.ordered && self.ready.iter().any(asked))
+        {
+            return None;
+        }
+        // Full by count, or by size: the next delivery would not fit under the body limit.
+        let mut plain = 0;
+        let mut size = BATCH_FRAME;
+        let mut full_by_size = false;
+        for j in self.ready.iter().take(b.max_events as usize) {
+            if !(j.members.is_empty() && !j.manual && !is_test(j)) {
+                break;
+            }
+            size += j.batch_entry_len();
+            if plain > 0 && size > self.deps.tuning.max_batch_bytes {
+                full_by_size = true;
+                break;
+            }
+            plain += 1;
+        }
+        let due = since + chrono::Duration::milliseconds(b.max_wait_ms as i64);
+        if plain >= b.max_events as usize || full_by_size || now >= due {
+            return None;
+        }
+        Some(until(now, due))
+    }
+
+    /// The next job to send: the head of `ready`, or with batching a new batch of the ready
+    /// deliveries at the head (up to `maxEvents`, and under the body limit).
+    fn next_job(&mut self) -> Option<Job> {
+        let Some(b) = self.webhook.batch else {
+            return self.ready.pop_front();
+        };
+        if !self.ready.front()?.members.is_empty() {
+            return self.ready.pop_front();
+        }
+        let max = b.max_events as usize;
+        let head_only = self.webhook.ordered;
+        if let Some(pos) = self
+            .ready
+            .iter()
+            .take(if head_only { 1 } else { usize::MAX })
+            .position(|j| j.members.is_empty() && is_test(j))
+        {
+            return self.ready.remove(pos).map(|j| Job::batch(vec![j]));
+        }
+        if !head_only && self.ready.iter().any(|j| j.members.is_empty() && j.manual) {
+            let mut members = Vec::new();
+            let mut rest = VecDeque::with_capacity(self.ready.len());
+            for j in self.ready.drain(..) {
+                if members.len() < max && j.members.is_empty() && j.manual {
+                    members.push(j);
+                } else {
+                    rest.push_back(j);
+                }
+            }
+            self.ready = rest;
+            return Some(Job::batch(members));
+        }
+        self.batch_since = None;
+        let manual = self.ready.front()?.manual;
+        let mut members = Vec::new();
+        let mut size = BATCH_FRAME;
+        while members.len() < max {
+            let Some(next) = self.ready.front() else {
+                break;
+            };
+            let len = next.batch_entry_len();
+            if !next.members.is_empty()
+                || next.manual != manual
+                || is_test(next)
+                || (!members.is_empty() && size + len > self.deps.tuning.max_batch_bytes)
+            {
+                break;
+            }
+            size += len;
+            members.extend(self.ready.pop_front());
+        }
+        Some(Job::batch(members))
     }
 
     /// Sleeps until the recorder has caught up (no polling: with thousands of webhooks holding
@@ -272,24 +372,90 @@ impl WebhookActor {
         self.in_flight.insert(job.delivery_id.clone());
         let webhook = self.webhook.clone();
         let policy = self.deps.policy.clone();
+        if !job.members.is_empty() {
+            self.known.insert(job.delivery_id.clone());
+        }
         let out = Outgoing {
             delivery_id: job.delivery_id.clone(),
             event_type: job.event_type.clone(),
             payload: job.payload.clone(),
         };
-        let attempt = async move { sender::send(client, &policy, &webhook, &out).await };
+        // The first send runs the current `transform`; later attempts reuse its bytes.
+        let program = if job.transformed {
+            None
+        } else {
+            self.webhook.transform.clone()
+        };
+        let pool = self.deps.transform.clone();
+        let applied = program.is_some();
+        let attempt = async move {
+            let out = match program {
+                Some(code) => match pool.run(&code, &out.payload).await {
+                    Ok(body) => Outgoing {
+                        payload: Arc::from(body),
+                        ..out
+                    },
+                    Err(reason) => return Sent::TransformFailed(reason),
+                },
+                None => out,
+            };
+            let payload = out.payload.clone();
+            Sent::Done(sender::send(client, &policy, &webhook, &out).await, payload)
+        };
         ctx.spawn(
             AssertUnwindSafe(attempt)
                 .catch_unwind()
                 .into_actor(self)
                 .map(move |res, act, ctx| match res {
-                    Ok(result) => act.guarded(ctx, |a, c| {
+                    Ok(Sent::Done(result, payload)) => act.guarded(ctx, |a, c| {
+                        let mut job = job;
+                        job.payload = payload;
+                        job.transformed = true;
+                        job.custom_body |= applied;
                         a.finish(job, result, c);
+                        a.pump(c);
+                    }),
+                    Ok(Sent::TransformFailed(reason)) => act.guarded(ctx, |a, c| {
+                        a.fail_transform(job, &reason);
                         a.pump(c);
                     }),
                     Err(_) => ctx.stop(),
                 }),
         );
+    }
+
+    /// A transform that failed ends the delivery at once: no request, no attempt, and the
+    /// breaker as it was (a half-open probe permit goes back unused).
+    fn fail_transform(&mut self, job: Job, reason: &str) {
+        let tracked = self.in_flight.remove(&job.delivery_id);
+        self.breaker.release_probe();
+        let members = if job.members.is_empty() {
+            vec![job.clone()]
+        } else {
+            job.members.clone()
+        };
+        for m in members {
+            self.status.finished(false);
+            self.deps
+                .metrics
+                .deliveries
+                .with_label_values(&[DeliveryStatus::Failed.as_str()])
+                .inc();
+            let error = format!("transform: {reason}");
+            self.emit_failed(&m, m.attempts_made, None, Some(&error));
+            self.deps.recorder.record(Outcome::closed(
+                m.delivery_id.clone(),
+                DeliveryStatus::Failed,
+                &error,
+                i64::from(m.attempts_made),
+            ));
+            if tracked {
+                self.known.remove(&m.delivery_id);
+            }
+        }
+        if tracked {
+            self.known.remove(&job.delivery_id);
+        }
     }
 
     fn client(&mut self) -> reqwest::Result<reqwest::Client> {
@@ -316,15 +482,6 @@ impl WebhookActor {
         m.attempt_duration
             .with_label_values(&[] as &[&str])
             .observe(result.duration.as_secs_f64());
-        self.status.attempt(
-            now,
-            latency_ms,
-            if success {
-                None
-            } else {
-                result.error.as_deref().or(Some("failed"))
-            },
-        );
 
         let breaker_before = (self.breaker.state(), self.breaker.opened_at());
         let (status, next_at) = if success {
@@ -339,8 +496,16 @@ impl WebhookActor {
             (DeliveryStatus::Failed, None)
         } else {
             self.breaker.on_failure(now);
-            let retry = &self.webhook.retry;
-            match decide(retry, attempt_number, result.retry_after, random_jitter()) {
+            let retry = if job.manual && !job.members.is_empty() {
+                // A batch of manually retried deliveries gets one attempt (contract §10).
+                RetryConfig {
+                    max_attempts: 1,
+                    ..self.webhook.retry
+                }
+            } else {
+                self.webhook.retry
+            };
+            match decide(&retry, attempt_number, result.retry_after, random_jitter()) {
                 RetryDecision::Retry(delay) => (
                     DeliveryStatus::Retrying,
                     Some(now + chrono::Duration::from_std(delay).unwrap_or_default()),
@@ -348,51 +513,131 @@ impl WebhookActor {
                 RetryDecision::GiveUp => (DeliveryStatus::Failed, None),
             }
         };
-        if !status.is_open() {
-            self.status.finished(success);
-            m.deliveries.with_label_values(&[status.as_str()]).inc();
-        }
         self.emit_breaker_change(breaker_before, result.error.as_deref());
-        if status == DeliveryStatus::Failed {
-            self.emit_failed(&job, attempt_number, &result);
-        }
-        let outcome = Outcome {
-            attempt: Some(Attempt {
-                delivery_id: job.delivery_id.clone(),
-                webhook_id: self.webhook.id,
-                attempt_number: i64::from(attempt_number),
-                status_code: result.status.map(i64::from),
-                error_message: result.error.clone(),
-                response_body: result.body.clone(),
-                duration_ms: i64::try_from(latency_ms).unwrap_or(i64::MAX),
-                attempted_at: now,
-            }),
-            delivery_id: job.delivery_id.clone(),
-            update: DeliveryUpdate {
-                status,
-                status_code: result.status.map(i64::from),
-                response_body: result.body,
-                error_message: result.error,
-                attempt_number: i64::from(attempt_number),
-                next_attempt_at: next_at,
-                updated_at: now,
-                delivered_at: success.then_some(now),
-            },
+        // A batch's request counts once above; each member records the attempt and the status.
+        let batch_id = (!job.members.is_empty()).then(|| job.delivery_id.clone());
+        let mut single = Vec::new();
+        let members = if job.members.is_empty() {
+            single.push(&mut job);
+            single
+        } else {
+            job.members.iter_mut().collect()
         };
-        self.deps.recorder.record(outcome);
+        for member in members {
+            // Health stats count one attempt per delivery; `/metrics` counted the request.
+            self.status.attempt(
+                now,
+                latency_ms,
+                if success {
+                    None
+                } else {
+                    result.error.as_deref().or(Some("failed"))
+                },
+            );
+            if !status.is_open() {
+                self.status.finished(success);
+                m.deliveries.with_label_values(&[status.as_str()]).inc();
+            }
+            if status == DeliveryStatus::Failed {
+                self.emit_failed(
+                    member,
+                    member.attempts_made + 1,
+                    result.status,
+                    result.error.as_deref(),
+                );
+            }
+            let member_attempt = i64::from(member.attempts_made + 1);
+            self.deps.recorder.record(Outcome {
+                attempt: Some(Attempt {
+                    delivery_id: member.delivery_id.clone(),
+                    webhook_id: self.webhook.id,
+                    attempt_number: member_attempt,
+                    status_code: result.status.map(i64::from),
+                    error_message: result.error.clone(),
+                    response_body: result.body.clone(),
+                    duration_ms: i64::try_from(latency_ms).unwrap_or(i64::MAX),
+                    attempted_at: now,
+                    batch_id: batch_id.clone(),
+                }),
+                delivery_id: member.delivery_id.clone(),
+                update: DeliveryUpdate {
+                    status,
+                    status_code: result.status.map(i64::from),
+                    response_body: result.body.clone(),
+                    error_message: result.error.clone(),
+                    attempt_number: member_attempt,
+                    next_attempt_at: next_at,
+                    updated_at: now,
+                    delivered_at: success.then_some(now),
+                },
+            });
+            member.attempts_made += 1;
+            if next_at.is_none() && tracked {
+                self.known.remove(&member.delivery_id);
+            }
+        }
         if !tracked {
             return; // an attempt started before a restart; the reloaded copy carries on
         }
         match next_at {
             Some(due) => {
+                // A failed batch is retried whole: same id, members and bytes.
+                if job.custom_body && !job.stored {
+                    self.store_body(&job);
+                    job.stored = true;
+                }
                 job.attempts_made = attempt_number;
                 job.due = Some(due);
                 self.waiting.insert((due, job.delivery_id.clone()), job);
             }
             None => {
+                if job.stored {
+                    self.forget_body(&job.delivery_id);
+                }
                 self.known.remove(&job.delivery_id);
             }
         }
+    }
+
+    /// Stores the body of a batch or transformed delivery about to wait for a retry, so that a
+    /// restarted node resends exactly it. Its own task: a write is never dropped half-way.
+    fn store_body(&self, job: &Job) {
+        let members: Vec<&str> = if job.members.is_empty() {
+            vec![job.delivery_id.as_str()]
+        } else {
+            job.members.iter().map(|m| m.delivery_id.as_str()).collect()
+        };
+        let row = SentBodyRow {
+            sent_id: job.delivery_id.clone(),
+            webhook_id: self.webhook.id,
+            members: serde_json::to_string(&members).unwrap_or_default(),
+            body: job.payload.to_string(),
+            manual: job.manual,
+            created_at: Utc::now().naive_utc(),
+        };
+        let db = self.deps.db.clone();
+        tokio::spawn(async move {
+            let result = match db.write().await {
+                Ok(mut conn) => sent::save(&mut conn, &row).await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(error) = result {
+                tracing::warn!(%error, sent_id = row.sent_id, "storing a sent body failed; a restart would rebuild it");
+            }
+        });
+    }
+
+    /// Drops the stored body of deliveries that are final.
+    fn forget_body(&self, sent_id: &str) {
+        let db = self.deps.db.clone();
+        let sent_id = sent_id.to_string();
+        tokio::spawn(async move {
+            if let Ok(mut conn) = db.write().await {
+                if let Err(error) = sent::delete(&mut conn, &sent_id).await {
+                    tracing::warn!(%error, sent_id, "forgetting a sent body failed");
+                }
+            }
+        });
     }
 
     /// `beema/circuit.opened` when a closed breaker opened (a failed probe re-opening it is not
@@ -422,7 +667,7 @@ impl WebhookActor {
     }
 
     /// `beema/delivery.failed`, except for a delivery of an operational event (no loops).
-    fn emit_failed(&self, job: &Job, attempts: u32, result: &AttemptResult) {
+    fn emit_failed(&self, job: &Job, attempts: u32, status_code: Option<u16>, error: Option<&str>) {
         if is_ops_type(&job.event_type) {
             return;
         }
@@ -431,9 +676,9 @@ impl WebhookActor {
             event_id: job.event_id.clone(),
             event_type: job.event_type.clone(),
             attempts: i64::from(attempts),
-            status_code: result.status.map(i64::from),
+            status_code: status_code.map(i64::from),
         };
-        let reason = Some(result.error.clone().unwrap_or_else(|| "failed".into()));
+        let reason = Some(error.unwrap_or("failed").to_string());
         self.deps
             .ops
             .emit(OpsFact::about(&self.webhook, reason, detail));
@@ -493,15 +738,20 @@ impl WebhookActor {
         // query calls `block_in_place`, which panics on actix's threads).
         let task = tokio::spawn(async move {
             let mut conn = db.read().await.map_err(|e| e.to_string())?;
-            crate::db::store::deliveries::load_open(&mut conn, id, cursor.as_deref(), limit)
+            let rows =
+                crate::db::store::deliveries::load_open(&mut conn, id, cursor.as_deref(), limit)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            let bodies = sent::list_for_webhook(&mut conn, id)
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>((rows, bodies))
         });
         ctx.spawn(task.into_actor(self).map(move |res, act, ctx| {
             act.loading = false;
             match res {
-                Ok(Ok(rows)) => act.guarded(ctx, |a, c| {
-                    a.take_loaded(rows, limit);
+                Ok(Ok((rows, bodies))) => act.guarded(ctx, |a, c| {
+                    a.take_loaded(rows, bodies, limit);
                     a.pump(c);
                 }),
                 other => {
@@ -512,8 +762,22 @@ impl WebhookActor {
         }));
     }
 
-    fn take_loaded(&mut self, rows: Vec<(DeliveryRow, Option<String>)>, limit: i64) {
+    fn take_loaded(
+        &mut self,
+        rows: Vec<(DeliveryRow, Option<String>)>,
+        bodies: Vec<SentBodyRow>,
+        limit: i64,
+    ) {
         let full_page = rows.len() as i64 >= limit;
+        // Deliveries whose body was fixed when first sent: rebuilt as that batch (or body).
+        let mut owner: HashMap<String, usize> = HashMap::new();
+        for (i, b) in bodies.iter().enumerate() {
+            let members: Vec<String> = serde_json::from_str(&b.members).unwrap_or_default();
+            for m in members {
+                owner.insert(m, i);
+            }
+        }
+        let mut rebuilt: BTreeMap<usize, Vec<Job>> = BTreeMap::new();
         for (row, payload) in rows {
             self.cursor = Some(row.delivery_id.clone());
             let Some(payload) = payload else {
@@ -525,7 +789,44 @@ impl WebhookActor {
                 ));
                 continue;
             };
-            self.accept(Job::from_row(&row, Arc::from(payload)));
+            let job = Job::from_row(&row, Arc::from(payload));
+            match owner.get(&job.delivery_id) {
+                Some(&i) if !self.known.contains(&job.delivery_id) => {
+                    rebuilt.entry(i).or_default().push(job);
+                }
+                _ => self.accept(job),
+            }
+        }
+        for (i, members) in rebuilt {
+            let b = &bodies[i];
+            let single = members.len() == 1 && members[0].delivery_id == b.sent_id;
+            let job = if single {
+                let mut job = members.into_iter().next().unwrap_or_else(|| unreachable!());
+                job.payload = Arc::from(b.body.as_str());
+                job
+            } else {
+                let mut job = Job::batch(members);
+                job.delivery_id = b.sent_id.clone();
+                job.payload = Arc::from(b.body.as_str());
+                job.manual = b.manual;
+                job.attempts_made = job
+                    .members
+                    .iter()
+                    .map(|m| m.attempts_made)
+                    .max()
+                    .unwrap_or(0);
+                job.due = job.members.iter().filter_map(|m| m.due).min();
+                for m in &job.members {
+                    self.known.insert(m.delivery_id.clone());
+                }
+                job
+            };
+            self.accept(Job {
+                transformed: true,
+                custom_body: true,
+                stored: true,
+                ..job
+            });
         }
         self.backlog = full_page || self.load_again;
     }
@@ -549,7 +850,24 @@ impl WebhookActor {
         self.wake = None;
         self.idle_check = false;
         self.client = None;
+        self.batch_since = None;
     }
+}
+
+/// Bytes of a batch body around its entries (`{"type":"batch","deliveries":[` … `]}`).
+const BATCH_FRAME: usize = 40;
+
+/// A `/test` event: with batching it goes alone, as a batch of one.
+fn is_test(job: &Job) -> bool {
+    job.event_type == "webhook/test"
+}
+
+/// How a started attempt ended.
+enum Sent {
+    /// The request went out (or failed to); the body it carried.
+    Done(AttemptResult, Arc<str>),
+    /// The transform failed: nothing was sent.
+    TransformFailed(String),
 }
 
 fn until(now: DateTime<Utc>, due: DateTime<Utc>) -> Duration {
@@ -603,7 +921,10 @@ impl Handler<Enqueue> for WebhookActor {
         }
         for job in msg.jobs {
             if msg.force {
-                self.accept(job);
+                self.accept(Job {
+                    manual: true,
+                    ..job
+                });
                 continue;
             }
             if self.backlog || self.loading || self.held() >= self.deps.tuning.window {

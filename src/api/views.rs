@@ -8,7 +8,9 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::db::models::{AttemptRow, DeliveryRow};
-use crate::domain::{utc, BreakerSettings, DeliveryStatus, RateLimit, RetryConfig, Webhook};
+use crate::domain::{
+    utc, BatchSettings, BreakerSettings, DeliveryStatus, RateLimit, RetryConfig, Webhook,
+};
 
 /// Masks a secret for listings: its first 10 characters and `…`.
 pub fn mask_secret(secret: &str) -> String {
@@ -42,6 +44,10 @@ pub struct WebhookView {
     /// The filter on the payload as given; `null`: every event passes.
     #[schema(value_type = Option<Object>)]
     pub filter: Option<serde_json::Value>,
+    /// jq program applied to the body when first sent; `null`: none.
+    pub transform: Option<String>,
+    /// `null`: one delivery per request.
+    pub batch: Option<BatchSettings>,
 }
 
 impl WebhookView {
@@ -71,6 +77,8 @@ impl WebhookView {
             created_by: w.created_by.clone(),
             updated_by: w.updated_by.clone(),
             filter: w.filter.as_ref().map(|f| f.source().clone()),
+            transform: w.transform.clone(),
+            batch: w.batch,
         }
     }
 }
@@ -132,6 +140,8 @@ pub struct AttemptView {
     pub response_body: Option<String>,
     pub duration_ms: i64,
     pub attempted_at: DateTime<Utc>,
+    /// The batch that carried this attempt; `null` outside batches.
+    pub batch_id: Option<String>,
 }
 
 impl From<AttemptRow> for AttemptView {
@@ -143,6 +153,7 @@ impl From<AttemptRow> for AttemptView {
             response_body: r.response_body,
             duration_ms: r.duration_ms,
             attempted_at: utc(r.attempted_at),
+            batch_id: r.batch_id,
         }
     }
 }

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use super::body::{object, whole};
 use super::error::{ApiError, ApiResult};
 use super::validate;
-use crate::domain::{BreakerSettings, RateLimit, RetryConfig, Webhook};
+use crate::domain::{BatchSettings, BreakerSettings, RateLimit, RetryConfig, Webhook};
 use crate::routing::filter::Filter;
 
 /// Body of create and update; every field optional here, required ones are checked by hand so
@@ -63,6 +63,29 @@ pub struct WebhookInput {
     pub filter: Option<Option<Value>>,
     pub created_by: Option<String>,
     pub updated_by: Option<String>,
+    /// A jq program (1–8192 bytes) applied to the body when a delivery is first sent; `null`
+    /// removes it.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 8192)]
+    pub transform: Option<Option<Value>>,
+    /// `null` means one delivery per request.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<BatchInput>)]
+    pub batch: Option<Option<BatchInput>>,
+}
+
+/// `batch` as sent.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchInput {
+    /// Required.
+    #[schema(minimum = 2, maximum = 1000)]
+    #[serde(default, deserialize_with = "whole")]
+    pub max_events: Option<i64>,
+    /// Required.
+    #[schema(minimum = 0, maximum = 60_000)]
+    #[serde(default, deserialize_with = "whole")]
+    pub max_wait_ms: Option<i64>,
 }
 
 /// `retry_config` as sent.
@@ -164,6 +187,8 @@ pub(super) struct Resolved {
     pub(super) timeout_ms: u64,
     pub(super) ordered: bool,
     pub(super) filter: Option<Arc<Filter>>,
+    pub(super) transform: Option<String>,
+    pub(super) batch: Option<BatchSettings>,
 }
 
 pub(super) fn required<T>(v: Option<T>, field: &str) -> ApiResult<T> {
@@ -236,6 +261,12 @@ pub(super) fn resolve(input: &WebhookInput, base: Option<&Webhook>) -> ApiResult
         timeout_ms,
         ordered: input.ordered.or(base.map(|b| b.ordered)).unwrap_or(false),
         filter,
+        transform: resolve_transform(input.transform.as_ref(), base)?,
+        batch: match &input.batch {
+            Some(Some(b)) => Some(resolve_batch(b)?),
+            Some(None) => None,
+            None => base.and_then(|b| b.batch),
+        },
     })
 }
 
@@ -301,5 +332,34 @@ fn resolve_breaker(
     Ok(BreakerSettings {
         failure_threshold: threshold as u32,
         cooldown_ms: cooldown as u64,
+    })
+}
+
+fn resolve_transform(
+    input: Option<&Option<Value>>,
+    base: Option<&Webhook>,
+) -> ApiResult<Option<String>> {
+    match input {
+        None => Ok(base.and_then(|b| b.transform.clone())),
+        Some(None) => Ok(None),
+        Some(Some(Value::String(code))) => {
+            check("transform", crate::transform::check_program(code))?;
+            Ok(Some(code.clone()))
+        }
+        Some(Some(_)) => Err(ApiError::validation(
+            "transform",
+            "must be a string or null",
+        )),
+    }
+}
+
+fn resolve_batch(b: &BatchInput) -> ApiResult<BatchSettings> {
+    let max_events = required(b.max_events, "batch.maxEvents")?;
+    check("batch.maxEvents", validate::range(max_events, 2, 1000))?;
+    let max_wait = required(b.max_wait_ms, "batch.maxWaitMs")?;
+    check("batch.maxWaitMs", validate::range(max_wait, 0, 60_000))?;
+    Ok(BatchSettings {
+        max_events: max_events as u32,
+        max_wait_ms: max_wait as u64,
     })
 }

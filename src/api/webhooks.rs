@@ -185,6 +185,8 @@ async fn create(
         created_by: input.created_by.clone().or(Some(admin.name.clone())),
         updated_by: input.updated_by.clone().or(Some(admin.name.clone())),
         filter: r.filter.as_ref().map(|f| JsonColumn::new(f.source())),
+        transform: r.transform.clone(),
+        batch: r.batch.as_ref().map(JsonColumn::new),
     };
     let (actor, cipher) = (admin.actor(), st.cipher.clone());
     let mut conn = st.db.write().await?;
@@ -335,6 +337,11 @@ async fn update(
             .filter
             .is_some()
             .then(|| r.filter.as_ref().map(|f| JsonColumn::new(f.source()))),
+        transform: input.transform.is_some().then(|| r.transform.clone()),
+        batch: input
+            .batch
+            .is_some()
+            .then(|| r.batch.as_ref().map(JsonColumn::new)),
     };
     let w = save(st, admin, id, changes).await?;
     Ok(HttpResponse::Ok().json(WebhookView::new(&w, false)))

@@ -10,8 +10,8 @@ use diesel::prelude::*;
 use super::json::Json;
 use super::schema::*;
 use crate::domain::{
-    utc, Attempt, BreakerSettings, DeliveryStatus, DeliveryUpdate, PreviousSecret, RateLimit,
-    RetryConfig, Webhook,
+    utc, Attempt, BatchSettings, BreakerSettings, DeliveryStatus, DeliveryUpdate, PreviousSecret,
+    RateLimit, RetryConfig, Webhook,
 };
 use crate::routing::filter::Filter;
 use crate::secrets::{SecretCipher, SecretError};
@@ -41,6 +41,8 @@ pub struct WebhookRow {
     pub updated_by: Option<String>,
     pub deleted_at: Option<NaiveDateTime>,
     pub filter: Option<Json<serde_json::Value>>,
+    pub transform: Option<String>,
+    pub batch: Option<Json<BatchSettings>>,
 }
 
 /// A new `sys_webhooks` row.
@@ -66,6 +68,8 @@ pub struct NewWebhookRow {
     pub created_by: Option<String>,
     pub updated_by: Option<String>,
     pub filter: Option<Json<serde_json::Value>>,
+    pub transform: Option<String>,
+    pub batch: Option<Json<BatchSettings>>,
 }
 
 /// A partial update of `sys_webhooks`; `None` leaves a column as it is.
@@ -88,6 +92,8 @@ pub struct WebhookChanges {
     pub updated_at: Option<NaiveDateTime>,
     pub updated_by: Option<Option<String>>,
     pub filter: Option<Option<Json<serde_json::Value>>>,
+    pub transform: Option<Option<String>>,
+    pub batch: Option<Option<Json<BatchSettings>>>,
 }
 
 /// A row of `sys_webhook_events`.
@@ -135,6 +141,7 @@ pub struct AttemptRow {
     pub response_body: Option<String>,
     pub duration_ms: i64,
     pub attempted_at: NaiveDateTime,
+    pub batch_id: Option<String>,
 }
 
 /// A new `sys_webhook_attempts` row.
@@ -149,6 +156,7 @@ pub struct NewAttemptRow {
     pub response_body: Option<String>,
     pub duration_ms: i64,
     pub attempted_at: NaiveDateTime,
+    pub batch_id: Option<String>,
 }
 
 /// The outcome of an attempt as it lands on its delivery row.
@@ -288,6 +296,12 @@ impl WebhookRow {
                 .map(|f| f.parse().and_then(Filter::compile).map(Arc::new))
                 .transpose()
                 .map_err(column("filter"))?,
+            transform: self.transform,
+            batch: self
+                .batch
+                .map(|b| b.parse())
+                .transpose()
+                .map_err(column("batch"))?,
         })
     }
 }
@@ -303,6 +317,7 @@ impl From<Attempt> for NewAttemptRow {
             response_body: a.response_body,
             duration_ms: a.duration_ms,
             attempted_at: a.attempted_at.naive_utc(),
+            batch_id: a.batch_id,
         }
     }
 }

@@ -48,6 +48,7 @@ diesel::table! {
         response_body -> Nullable<Text>,
         duration_ms -> BigInt,
         attempted_at -> Timestamp,
+        batch_id -> Nullable<Text>,
     }
 }
 
@@ -110,6 +111,19 @@ diesel::table! {
         updated_by -> Nullable<Text>,
         deleted_at -> Nullable<Timestamp>,
         filter -> Nullable<Jsonb>,
+        transform -> Nullable<Text>,
+        batch -> Nullable<Jsonb>,
+    }
+}
+
+diesel::table! {
+    sys_webhook_sent_bodies (sent_id) {
+        sent_id -> Text,
+        webhook_id -> BigInt,
+        members -> Text,
+        body -> Text,
+        manual -> Bool,
+        created_at -> Timestamp,
     }
 }
 
@@ -124,4 +138,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     sys_webhook_events,
     sys_webhook_test_events,
     sys_webhooks,
+    sys_webhook_sent_bodies,
 );

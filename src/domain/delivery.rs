@@ -24,6 +24,8 @@ pub struct Attempt {
     pub duration_ms: i64,
     /// When it started.
     pub attempted_at: DateTime<Utc>,
+    /// The batch the attempt carried it in (None outside batches).
+    pub batch_id: Option<String>,
 }
 
 /// The state a delivery is left in (by an attempt, or closed without one). Every field is

@@ -10,6 +10,7 @@ mod webhook;
 
 pub use delivery::{Attempt, DeliveryUpdate};
 pub use status::{DeliveryStatus, UnknownStatus};
+pub use webhook::BatchSettings;
 pub use webhook::{BreakerSettings, PreviousSecret, RateLimit, RetryConfig, Webhook};
 
 use chrono::{DateTime, NaiveDateTime, Utc};

@@ -182,6 +182,8 @@ mod tests {
             ordered: false,
             disabled_reason: None,
             filter: None,
+            transform: None,
+            batch: None,
             previous_secrets: Vec::new(),
             created_at: Utc::now(),
             updated_at: Utc::now(),

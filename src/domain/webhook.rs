@@ -67,6 +67,17 @@ impl Default for BreakerSettings {
     }
 }
 
+/// Batching (`batch`, contract §10): up to `maxEvents` ready deliveries in one request, sent at
+/// the latest `maxWaitMs` after the first became ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchSettings {
+    /// Most deliveries in one request (2–1000).
+    pub max_events: u32,
+    /// Longest wait for a batch to fill, in ms (0–60000).
+    pub max_wait_ms: u64,
+}
+
 /// A secret that keeps signing until `expires_at` after a rotation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PreviousSecret {
@@ -119,6 +130,10 @@ pub struct Webhook {
     pub updated_by: Option<String>,
     /// The compiled `filter` on the payload (None: every event passes).
     pub filter: Option<Arc<Filter>>,
+    /// A jq program applied to the body when a delivery is first sent (contract §9).
+    pub transform: Option<String>,
+    /// None: one delivery per request.
+    pub batch: Option<BatchSettings>,
 }
 
 impl Webhook {

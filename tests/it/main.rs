@@ -15,5 +15,6 @@ mod routing;
 mod runtime_faults;
 mod security;
 mod stored_data;
+mod transform_batch;
 mod update_races;
 mod webhooks_api;

@@ -221,12 +221,13 @@ fn pg_attempts_insert(
         cols.response_body.push(r.response_body);
         cols.duration_ms.push(r.duration_ms);
         cols.attempted_at.push(r.attempted_at);
+        cols.batch_id.push(r.batch_id);
     }
     diesel::sql_query(
         "INSERT INTO sys_webhook_attempts (delivery_id, webhook_id, attempt_number, status_code, \
-         error_message, response_body, duration_ms, attempted_at) \
+         error_message, response_body, duration_ms, attempted_at, batch_id) \
          SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::text[], $6::text[], \
-         $7::int8[], $8::timestamp[])",
+         $7::int8[], $8::timestamp[], $9::text[])",
     )
     .into_boxed()
     .bind::<Array<Text>, _>(cols.delivery_id)
@@ -237,6 +238,7 @@ fn pg_attempts_insert(
     .bind::<Array<Nullable<Text>>, _>(cols.response_body)
     .bind::<Array<BigInt>, _>(cols.duration_ms)
     .bind::<Array<Timestamp>, _>(cols.attempted_at)
+    .bind::<Array<Nullable<Text>>, _>(cols.batch_id)
 }
 
 /// The statement of [`pg_outcomes_update`]; a cancelled delivery stays cancelled, like the
@@ -296,6 +298,7 @@ struct AttemptColumns {
     response_body: Vec<Option<String>>,
     duration_ms: Vec<i64>,
     attempted_at: Vec<NaiveDateTime>,
+    batch_id: Vec<Option<String>>,
 }
 
 #[derive(Default)]

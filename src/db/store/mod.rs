@@ -8,6 +8,7 @@ pub mod events;
 pub mod keys;
 pub mod recover;
 pub mod replay;
+pub mod sent;
 pub mod stats;
 pub mod webhooks;
 

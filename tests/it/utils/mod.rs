@@ -130,6 +130,8 @@ pub fn test_config(db: &TestDb) -> Config {
         json_logs: false,
         tuning: Tuning {
             drain_timeout: Duration::from_secs(5),
+            // The server runs in-process: transform workers are the built binary, not this one.
+            transform_worker: Some(env!("CARGO_BIN_EXE_beema-webhooks").into()),
             ..Tuning::default()
         },
         validate_events: true,
