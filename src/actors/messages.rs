@@ -191,8 +191,19 @@ pub struct Flush;
 /// Appends `{"delivery_id": ..., <the payload's fields>}`: the payload is spliced as stored (its
 /// keys in their order), not re-serialized.
 fn push_entry(body: &mut String, m: &Job) {
-    let id = serde_json::to_string(&m.delivery_id).unwrap_or_else(|_| "\"\"".into());
-    let payload = m.payload.trim();
+    push_batch_entry(body, &m.delivery_id, &m.payload);
+}
+
+/// A delivery's entry in a batch body: its event's payload with its `delivery_id` first.
+pub fn batch_entry(delivery_id: &str, payload: &str) -> String {
+    let mut entry = String::with_capacity(payload.len() + delivery_id.len() + 20);
+    push_batch_entry(&mut entry, delivery_id, payload);
+    entry
+}
+
+fn push_batch_entry(body: &mut String, delivery_id: &str, payload: &str) {
+    let id = serde_json::to_string(delivery_id).unwrap_or_else(|_| "\"\"".into());
+    let payload = payload.trim();
     match payload.strip_prefix('{') {
         Some(rest) if !rest.trim_start().starts_with('}') => {
             body.push_str(r#"{"delivery_id":"#);

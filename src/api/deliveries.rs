@@ -16,7 +16,7 @@ use super::extract::{limit, Json, Query};
 use super::openapi::{op, Op, RecordRequest};
 use super::views::{AttemptView, DeliveryView};
 use super::AppState;
-use crate::actors::messages::{Job, Outcome};
+use crate::actors::messages::{batch_entry, Job, Outcome};
 use crate::db::models::DeliveryRow;
 use crate::db::store::deliveries::{self as store, DeliveryFilter};
 use crate::db::store::{events, webhooks};
@@ -163,8 +163,16 @@ async fn get(
     let mut conn = st.db.read().await?;
     let attempts = store::list_attempts(&mut conn, &row.delivery_id).await?;
     let payload = events::find_payload(&mut conn, &row.event_id).await?;
+    // A batch member was sent as its own entry of the batch body: the payload, `delivery_id` first.
+    let in_batch = attempts.iter().any(|a| a.batch_id.is_some());
+    let payload = payload.map(|p| {
+        if in_batch {
+            batch_entry(&row.delivery_id, &p)
+        } else {
+            p
+        }
+    });
     let mut view = DeliveryView::from(row);
-    // The stored payload is the exact body every receiver gets.
     view.payload = payload.and_then(|p| serde_json::value::RawValue::from_string(p).ok());
     view.attempts = Some(attempts.into_iter().map(AttemptView::from).collect());
     Ok(HttpResponse::Ok().json(view))

@@ -389,6 +389,12 @@ async fn a_batch_carries_deliveries_in_order_signed_as_one_request() {
         assert_eq!(attempts.len(), 1, "{one}");
         assert_eq!(attempts[0]["batch_id"], batch_id.as_str());
         assert_eq!(attempts[0]["status_code"], 200);
+        let sent = entries.iter().find(|e| e["delivery_id"] == delivery_id);
+        assert_eq!(
+            Some(&one["payload"]),
+            sent,
+            "the payload is the member's own entry of the batch"
+        );
     }
     assert!(rx.drain().is_empty(), "one request for the three");
 
