@@ -409,6 +409,9 @@ impl WebhookActor {
                 .map(move |res, act, ctx| match res {
                     Ok(Sent::Done(result, payload)) => act.guarded(ctx, |a, c| {
                         let mut job = job;
+                        if applied {
+                            a.keep_transformed(&job.delivery_id, &payload);
+                        }
                         job.payload = payload;
                         job.transformed = true;
                         job.custom_body |= applied;
@@ -623,6 +626,25 @@ impl WebhookActor {
             };
             if let Err(error) = result {
                 tracing::warn!(%error, sent_id = row.sent_id, "storing a sent body failed; a restart would rebuild it");
+            }
+        });
+    }
+
+    /// Keeps the body a transform produced for the delivery log (`payload` of a delivery). Its
+    /// own task, as [`Self::store_body`]: only transformed sends pay this write.
+    fn keep_transformed(&self, sent_id: &str, body: &Arc<str>) {
+        let db = self.deps.db.clone();
+        let (sent_id, body) = (sent_id.to_string(), body.clone());
+        tokio::spawn(async move {
+            let now = Utc::now().naive_utc();
+            let result = match db.write().await {
+                Ok(mut conn) => sent::save_transformed(&mut conn, &sent_id, &body, now)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(error) = result {
+                tracing::warn!(%error, sent_id, "keeping a transformed body failed");
             }
         });
     }

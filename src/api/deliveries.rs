@@ -19,7 +19,7 @@ use super::AppState;
 use crate::actors::messages::{batch_entry, Job, Outcome};
 use crate::db::models::DeliveryRow;
 use crate::db::store::deliveries::{self as store, DeliveryFilter};
-use crate::db::store::{events, webhooks};
+use crate::db::store::{events, sent, webhooks};
 use crate::domain::{truncate_body, DeliveryStatus};
 
 /// Operations of this resource (registered before `/api/webhooks/{id}`).
@@ -163,15 +163,17 @@ async fn get(
     let mut conn = st.db.read().await?;
     let attempts = store::list_attempts(&mut conn, &row.delivery_id).await?;
     let payload = events::find_payload(&mut conn, &row.event_id).await?;
-    // A batch member was sent as its own entry of the batch body: the payload, `delivery_id` first.
-    let in_batch = attempts.iter().any(|a| a.batch_id.is_some());
-    let payload = payload.map(|p| {
-        if in_batch {
-            batch_entry(&row.delivery_id, &p)
-        } else {
-            p
-        }
-    });
+    // The body the receiver got: a transform's output (the whole body of a transformed batch),
+    // else a batch member's own entry of the batch (its payload, `delivery_id` first), else the
+    // event's payload.
+    let batch_id = attempts.iter().rev().find_map(|a| a.batch_id.clone());
+    let sent_id = batch_id.as_deref().unwrap_or(&row.delivery_id);
+    let transformed = sent::transformed(&mut conn, sent_id).await?;
+    let payload = match (transformed, payload) {
+        (Some(body), _) => Some(body),
+        (None, Some(p)) if batch_id.is_some() => Some(batch_entry(&row.delivery_id, &p)),
+        (None, p) => p,
+    };
     let mut view = DeliveryView::from(row);
     view.payload = payload.and_then(|p| serde_json::value::RawValue::from_string(p).ok());
     view.attempts = Some(attempts.into_iter().map(AttemptView::from).collect());

@@ -127,6 +127,14 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    sys_webhook_transformed_bodies (sent_id) {
+        sent_id -> Text,
+        body -> Text,
+        created_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(sys_webhook_deliveries -> sys_webhooks (webhook_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -139,4 +147,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     sys_webhook_test_events,
     sys_webhooks,
     sys_webhook_sent_bodies,
+    sys_webhook_transformed_bodies,
 );

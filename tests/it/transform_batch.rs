@@ -47,10 +47,17 @@ async fn a_transform_shapes_the_body_and_both_signatures_cover_it() {
         got.header("x-beema-signature").unwrap(),
         beema_signature(&secret, &got.body)
     );
-    env.server
+    let done = env
+        .server
         .wait_deliveries(&format!("webhook_id={id}"), WAIT, |d| {
             d.len() == 1 && d[0]["status"] == "success"
         })
+        .await;
+    // The delivery log shows the body the receiver got, not the event as published.
+    let sent: serde_json::Value = serde_json::from_slice(&got.body).unwrap();
+    let detail = format!("/api/webhooks/deliveries/{}", done[0]["delivery_id"].as_str().unwrap());
+    env.server
+        .wait_get(&detail, WAIT, |v| v["payload"] == sent)
         .await;
 
     // `null` on update removes it: the next event goes as published.
@@ -789,4 +796,32 @@ async fn an_ordered_batching_webhook_keeps_order_and_a_failing_batch_holds_back_
         requests[0], requests[1],
         "the failed first batch went again before any other"
     );
+}
+
+#[tokio::test]
+async fn a_transformed_batch_shows_its_whole_body_on_every_member() {
+    let env = Env::start();
+    let mut rx = TestReceiver::start(200);
+    let (id, _, events) = batching_hook(
+        &env,
+        &rx.url,
+        json!({"batch": {"maxEvents": 2, "maxWaitMs": 60000}, "transform": "[.deliveries[].id]"}),
+        2,
+    )
+    .await;
+    let got = rx.expect(WAIT).await;
+    let sent: Value = serde_json::from_slice(&got.body).unwrap();
+    assert_eq!(sent, json!(events), "a transform's output need not be an object");
+    let done = env
+        .server
+        .wait_deliveries(&format!("webhook_id={id}"), WAIT, |d| {
+            d.len() == 2 && d.iter().all(|x| x["status"] == "success")
+        })
+        .await;
+    for d in &done {
+        let detail = format!("/api/webhooks/deliveries/{}", d["delivery_id"].as_str().unwrap());
+        env.server
+            .wait_get(&detail, WAIT, |v| v["payload"] == sent)
+            .await;
+    }
 }

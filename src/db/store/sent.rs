@@ -7,6 +7,7 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
 use crate::db::schema::sys_webhook_sent_bodies as s;
+use crate::db::schema::sys_webhook_transformed_bodies as t;
 use crate::db::DbConn;
 use crate::with_conn;
 
@@ -50,4 +51,32 @@ pub async fn list_for_webhook(conn: &mut DbConn, webhook_id: i64) -> QueryResult
         .select(SentBodyRow::as_select())
         .load(c)
         .await)
+}
+
+/// Keeps the body a `transform` produced for `sent_id` (a delivery, or a batch), the latest send's
+/// (a manual retry runs the current program again).
+pub async fn save_transformed(
+    conn: &mut DbConn,
+    sent_id: &str,
+    body: &str,
+    now: NaiveDateTime,
+) -> QueryResult<()> {
+    with_conn!(conn, c => diesel::insert_into(t::table)
+        .values((t::sent_id.eq(sent_id), t::body.eq(body), t::created_at.eq(now)))
+        .on_conflict(t::sent_id)
+        .do_update()
+        .set((t::body.eq(body), t::created_at.eq(now)))
+        .execute(c)
+        .await)
+    .map(drop)
+}
+
+/// The body a `transform` produced for `sent_id`, if one ran.
+pub async fn transformed(conn: &mut DbConn, sent_id: &str) -> QueryResult<Option<String>> {
+    with_conn!(conn, c => t::table
+        .filter(t::sent_id.eq(sent_id))
+        .select(t::body)
+        .first(c)
+        .await
+        .optional())
 }

@@ -1,0 +1,1 @@
+DROP TABLE sys_webhook_transformed_bodies;
