@@ -817,3 +817,112 @@ fn cpu_seconds(pid: u32) -> f64 {
         + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
     ticks / 100.0
 }
+
+#[cfg(test)]
+mod tests {
+    //! The harness's own bookkeeping: what it counts decides every figure it prints.
+    use super::*;
+
+    fn receipts(down: bool) -> Arc<Receipts> {
+        Arc::new(Receipts {
+            seen: Mutex::new(HashSet::new()),
+            arrivals: Mutex::new(Vec::new()),
+            count: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
+            down: AtomicBool::new(down),
+            delay: Duration::ZERO,
+            last: Mutex::new(None),
+        })
+    }
+
+    async fn post(addr: SocketAddr, event: &str, delivery: &str, body: &Value) -> u16 {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        reqwest::Client::new()
+            .post(format!("http://{addr}/hook"))
+            .header("x-beema-event", event)
+            .header("x-beema-delivery", delivery)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    #[tokio::test]
+    async fn batch_members_count_once_each_and_503s_not_at_all() {
+        let r = receipts(true);
+        let addr = start_receiver(r.clone()).await.unwrap();
+        let batch = json!({"type": "batch", "deliveries": [
+            {"delivery_id": "d1", "id": "e1", "event": "bench/event", "data": {}, "user": null, "timestamp": "t"},
+            {"delivery_id": "d2", "id": "e2", "event": "bench/event", "data": {}, "user": null, "timestamp": "t"},
+            {"delivery_id": "d3", "id": "e3", "event": "bench/event", "data": {}, "user": null, "timestamp": "t"},
+        ]});
+        assert_eq!(post(addr, "batch", "b1", &batch).await, 503);
+        assert_eq!(r.count.load(Ordering::Relaxed), 0);
+        r.down.store(false, Ordering::Relaxed);
+        assert_eq!(post(addr, "batch", "b1", &batch).await, 204);
+        // The same batch again (a retry after a lost answer): nothing new.
+        assert_eq!(post(addr, "batch", "b1", &batch).await, 204);
+        let single = json!({"id": "e4", "claim": "CLM-1"});
+        assert_eq!(post(addr, "bench/event", "d4", &single).await, 204);
+        assert_eq!(r.count.load(Ordering::Relaxed), 4);
+        assert_eq!(r.batches.load(Ordering::Relaxed), 2);
+        assert_eq!(r.requests.load(Ordering::Relaxed), 3);
+        let mut events: Vec<_> = r
+            .arrivals
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(e, _)| e.clone())
+            .collect();
+        events.sort();
+        assert_eq!(events, ["e1", "e2", "e3", "e4"]);
+    }
+
+    #[test]
+    fn a_server_without_a_feature_stops_the_run() {
+        let sent = json!({"webhook_name": "bench", "transform": TRANSFORM});
+        let refused =
+            r#"{"error": {"code": "validation", "message": "unknown", "field": "transform"}}"#;
+        let e = check_created(&sent, 422, refused).unwrap_err().to_string();
+        assert!(e.contains("refuses `transform`"), "{e}");
+        let e = check_created(&sent, 201, r#"{"webhook_id": 1, "transform": null}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ignored `transform`"), "{e}");
+        let echoed = json!({"webhook_id": 1, "transform": TRANSFORM}).to_string();
+        check_created(&sent, 201, &echoed).unwrap();
+        let other = r#"{"error": {"code": "validation", "message": "bad", "field": "url"}}"#;
+        let e = check_created(&json!({"url": "x"}), 422, other)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("create webhook: 422"), "{e}");
+    }
+
+    #[test]
+    fn routing_expects_half_the_events_per_filtered_webhook_and_all_for_the_batch() {
+        let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let args = Args::parse_from(["loadgen", "--scenario", "routing", "--events", "5"]);
+        let (specs, expected) = webhook_specs(&args, addr, 10, 5);
+        assert_eq!(specs.len(), 11);
+        // 5 webhooks pass the 3 even events, 5 the 2 odd ones, the batching one all 5.
+        assert_eq!(expected, 5 * 3 + 5 * 2 + 5);
+        let args = Args::parse_from([
+            "loadgen",
+            "--scenario",
+            "routing",
+            "--no-filter",
+            "--no-batch",
+        ]);
+        let (specs, expected) = webhook_specs(&args, addr, 10, 5);
+        assert_eq!((specs.len(), expected), (10, 50));
+        assert!(specs.iter().all(|s| s.get("filter").is_none()));
+        let args = Args::parse_from(["loadgen", "--scenario", "batch-drain"]);
+        let (specs, expected) = webhook_specs(&args, addr, 1, 1_000_000);
+        assert_eq!((specs.len(), expected), (1, 1_000_000));
+        assert_eq!(specs[0]["batch"]["maxEvents"], 100);
+    }
+}
