@@ -323,13 +323,13 @@ fn webhook_specs(args: &Args, receiver: SocketAddr, n: usize, events: usize) -> 
             let mut expected = 0;
             for k in 0..n {
                 let mut s = base.clone();
-                let parity = if k % 2 == 0 { "even" } else { "odd" };
+                let parity = if k.is_multiple_of(2) { "even" } else { "odd" };
                 s["webhook_name"] = json!(format!("bench-{parity}-{k}"));
                 if args.no_filter {
                     expected += events as u64;
                 } else {
                     s["filter"] = json!({"data.parity": parity});
-                    expected += if k % 2 == 0 { even } else { odd };
+                    expected += if k.is_multiple_of(2) { even } else { odd };
                 }
                 if !args.no_transform {
                     s["transform"] = json!(TRANSFORM);
@@ -758,7 +758,7 @@ fn event(n: usize, rich: bool) -> Value {
         json!({"event": "bench/event", "data": {
             "tenantId": "bench",
             "n": n,
-            "parity": if n % 2 == 0 { "even" } else { "odd" },
+            "parity": if n.is_multiple_of(2) { "even" } else { "odd" },
             "claimNumber": format!("CLM-{n:07}"),
             "claimAmount": (n % 1000) * 25,
         }})
