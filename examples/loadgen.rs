@@ -7,9 +7,16 @@
 //! cargo build --release && cargo run --release --example loadgen -- --scenario steady
 //! cargo run --release --example loadgen -- --scenario steady --database postgres
 //! cargo run --release --example loadgen -- --scenario steady --rate 200 --events 4000   # open loop
+//! cargo run --release --example loadgen -- --scenario routing
+//! cargo run --release --example loadgen -- --scenario batch-drain
 //! ```
 //! Scenarios: `steady` (10 webhooks × 20,000 events), `wide` (10,000 webhooks, one event),
-//! `backlog` (receiver down while 200,000 deliveries queue, then up), `slow` (50 ms receivers).
+//! `backlog` (receiver down while 200,000 deliveries queue, then up), `slow` (50 ms receivers),
+//! `routing` (10 webhooks whose filters pass half the events, each with a transform, plus one
+//! batching webhook that gets every event), `batch-drain` (one batching webhook, receiver down
+//! while 1,000,000 deliveries queue, then up). The receiver counts each member of a batch as a
+//! delivery. A server that refuses or ignores `filter`, `transform` or `batch` stops the run with
+//! one line and a non-zero exit: no figures are made up.
 
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
@@ -34,6 +41,15 @@ enum Scenario {
     Wide,
     Backlog,
     Slow,
+    Routing,
+    BatchDrain,
+}
+
+impl Scenario {
+    /// The receiver answers 503 while the events are published, then comes back.
+    fn holds_back(self) -> bool {
+        matches!(self, Scenario::Backlog | Scenario::BatchDrain)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -63,9 +79,18 @@ struct Args {
     /// Concurrent publishers.
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
-    /// Events per publish request.
-    #[arg(long, default_value_t = 10)]
-    batch: usize,
+    /// Events per publish request (default 10; 100 for `batch-drain`).
+    #[arg(long)]
+    batch: Option<usize>,
+    /// `routing`: register the webhooks without a filter.
+    #[arg(long)]
+    no_filter: bool,
+    /// `routing`: register the webhooks without a transform.
+    #[arg(long)]
+    no_transform: bool,
+    /// `routing`: leave out the batching webhook; `batch-drain`: the webhook does not batch.
+    #[arg(long)]
+    no_batch: bool,
     /// Publish at this many events a second (open loop) instead of as fast as possible.
     #[arg(long)]
     rate: Option<f64>,
@@ -87,22 +112,42 @@ struct Receipts {
     /// Arrival of the first delivery of each event (event id → instant).
     arrivals: Mutex<Vec<(String, Instant)>>,
     count: AtomicU64,
+    /// Requests answered 204, and how many of them were batches.
+    requests: AtomicU64,
+    batches: AtomicU64,
     down: AtomicBool,
     delay: Duration,
     last: Mutex<Option<Instant>>,
 }
 
+/// The server process, killed when the run ends, errors included.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let args = Args::parse();
+    if let Err(e) = run(Args::parse()).await {
+        // One line, and no figures: a partial run measures nothing worth printing.
+        eprintln!("loadgen: {e:#}");
+        std::process::exit(2);
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     let (webhooks, events, delay) = sizes(&args);
     println!(
         "scenario {:?} on {:?}: {webhooks} webhooks × {events} events, {} publishers, batch {}{}",
         args.scenario,
         args.database,
         args.concurrency,
-        args.batch,
+        publish_batch(&args),
         args.rate
             .map(|r| format!(", open loop at {r} events/s"))
             .unwrap_or_default()
@@ -111,7 +156,9 @@ async fn main() -> anyhow::Result<()> {
         seen: Mutex::new(HashSet::new()),
         arrivals: Mutex::new(Vec::new()),
         count: AtomicU64::new(0),
-        down: AtomicBool::new(args.scenario == Scenario::Backlog),
+        requests: AtomicU64::new(0),
+        batches: AtomicU64::new(0),
+        down: AtomicBool::new(args.scenario.holds_back()),
         delay,
         last: Mutex::new(None),
     });
@@ -121,13 +168,18 @@ async fn main() -> anyhow::Result<()> {
         .build()?;
 
     let ceiling = measure_ceiling(&client, receiver, args.concurrency.max(32), 20_000).await?;
-    let (mut server, base, db_url, _db_guard) = start_server(&args).await?;
+    let (server, base, db_url, _db_guard) = start_server(&args).await?;
+    let mut server = Server(server);
     let started = Instant::now();
     wait_ready(&client, &base).await?;
     let boot = started.elapsed();
-    register(&client, &base, receiver, webhooks, args.scenario).await?;
+    let (specs, expected) = webhook_specs(&args, receiver, webhooks, events);
+    if let Some(plan) = plan(&args, &specs) {
+        println!("{plan}; {expected} deliveries expected");
+    }
+    register(&client, &base, specs).await?;
     let boot_with_hooks = if args.scenario == Scenario::Wide {
-        restart_ready(&mut server, &args.server_bin, &db_url, &client, &base).await?
+        restart_ready(&mut server.0, &args.server_bin, &db_url, &client, &base).await?
     } else {
         None
     };
@@ -137,9 +189,8 @@ async fn main() -> anyhow::Result<()> {
     let t0 = Instant::now();
     publish_all(&client, &base, &args, events, accepted.clone()).await?;
     let intake = t0.elapsed();
-    let expected = (events * webhooks) as u64;
-    if args.scenario == Scenario::Backlog {
-        let queued_rss = rss_kib(server.id());
+    if args.scenario.holds_back() {
+        let queued_rss = rss_kib(server.0.id());
         println!(
             "backlog: {expected} deliveries queued while the receiver is down; server RSS {} MiB",
             queued_rss / 1024
@@ -151,8 +202,8 @@ async fn main() -> anyhow::Result<()> {
     let end = receipts.last.lock().unwrap().unwrap_or_else(Instant::now);
     let e2e = end.duration_since(t0);
     let drain = end.saturating_duration_since(drain_start);
-    let peak = peak_rss_kib(server.id());
-    let cpu = cpu_seconds(server.id());
+    let peak = peak_rss_kib(server.0.id());
+    let cpu = cpu_seconds(server.0.id());
     let delivered = receipts.seen.lock().unwrap().len() as u64;
 
     let mut lat = latencies(&accepted, &receipts);
@@ -184,10 +235,20 @@ async fn main() -> anyhow::Result<()> {
         delivered as f64 / e2e.as_secs_f64(),
         e2e.as_secs_f64()
     );
-    if args.scenario == Scenario::Backlog {
+    if args.scenario.holds_back() {
         println!(
             "drain:         {:>10.0} deliveries/s after the receiver came back",
             delivered as f64 / drain.as_secs_f64().max(1e-9)
+        );
+    }
+    let (requests, batches) = (
+        receipts.requests.load(Ordering::Relaxed),
+        receipts.batches.load(Ordering::Relaxed),
+    );
+    if batches > 0 {
+        println!(
+            "receiver:      {requests} requests answered, {batches} of them batches ({:.1} deliveries per request)",
+            delivered as f64 / requests.max(1) as f64
         );
     }
     println!("ceiling:       {:>10.0} requests/s (same client, same receiver, no dispatcher) → dispatcher at {:.0}%", ceiling, 100.0 * delivered as f64 / e2e.as_secs_f64() / ceiling);
@@ -204,8 +265,11 @@ async fn main() -> anyhow::Result<()> {
         cpu,
         cpu * 1e6 / delivered.max(1) as f64
     );
-    let _ = server.kill();
-    let _ = server.wait();
+    anyhow::ensure!(
+        delivered >= expected,
+        "only {delivered} of {expected} deliveries arrived within {} s",
+        args.timeout_secs
+    );
     Ok(())
 }
 
@@ -215,12 +279,100 @@ fn sizes(args: &Args) -> (usize, usize, Duration) {
         Scenario::Wide => (10_000, 1, 0),
         Scenario::Backlog => (10, 20_000, 0),
         Scenario::Slow => (10, 2_000, 50),
+        Scenario::Routing => (10, 20_000, 0),
+        Scenario::BatchDrain => (1, 1_000_000, 0),
     };
     (
         args.webhooks.unwrap_or(w),
         args.events.unwrap_or(e),
         Duration::from_millis(args.receiver_delay_ms.unwrap_or(d)),
     )
+}
+
+fn publish_batch(args: &Args) -> usize {
+    let default = if args.scenario == Scenario::BatchDrain {
+        100
+    } else {
+        10
+    };
+    args.batch.unwrap_or(default).clamp(1, 1000)
+}
+
+/// What the routing webhooks send: the issue's example, plus the event id so that the receiver
+/// can time each delivery from its publish.
+const TRANSFORM: &str =
+    "{id: .id, claim: .data.claimNumber, amount: .data.claimAmount, type: .event}";
+/// The batching webhook of `routing` and `batch-drain`.
+const BATCH_MAX_EVENTS: u64 = 100;
+const BATCH_MAX_WAIT_MS: u64 = 50;
+
+/// The webhooks to register, and the deliveries they make for `events` events.
+fn webhook_specs(args: &Args, receiver: SocketAddr, n: usize, events: usize) -> (Vec<Value>, u64) {
+    let mut base = json!({"webhook_name": "bench", "tenant_id": "bench", "event_type": "bench/event", "url": format!("http://{receiver}/hook")});
+    if args.scenario.holds_back() {
+        // A receiver down for long: many attempts, breaker probing every 500 ms.
+        base["retry_config"] = json!({"maxAttempts": 50, "backoffMs": 500});
+        base["circuit_breaker"] = json!({"failureThreshold": 5, "cooldownMs": 500});
+    }
+    let batch = json!({"maxEvents": BATCH_MAX_EVENTS, "maxWaitMs": BATCH_MAX_WAIT_MS});
+    match args.scenario {
+        Scenario::Routing => {
+            // Events alternate parity (`n` even or odd): webhook k passes one of the two halves.
+            let (even, odd) = (events.div_ceil(2) as u64, (events / 2) as u64);
+            let mut specs = Vec::with_capacity(n + 1);
+            let mut expected = 0;
+            for k in 0..n {
+                let mut s = base.clone();
+                let parity = if k.is_multiple_of(2) { "even" } else { "odd" };
+                s["webhook_name"] = json!(format!("bench-{parity}-{k}"));
+                if args.no_filter {
+                    expected += events as u64;
+                } else {
+                    s["filter"] = json!({"data.parity": parity});
+                    expected += if k.is_multiple_of(2) { even } else { odd };
+                }
+                if !args.no_transform {
+                    s["transform"] = json!(TRANSFORM);
+                }
+                specs.push(s);
+            }
+            if !args.no_batch {
+                let mut s = base;
+                s["webhook_name"] = json!("bench-batch");
+                s["batch"] = batch;
+                specs.push(s);
+                expected += events as u64;
+            }
+            (specs, expected)
+        }
+        Scenario::BatchDrain => {
+            if !args.no_batch {
+                base["batch"] = batch;
+            }
+            (vec![base; n], (n * events) as u64)
+        }
+        _ => (vec![base; n], (n * events) as u64),
+    }
+}
+
+/// One line saying what `routing` and `batch-drain` registered.
+fn plan(args: &Args, specs: &[Value]) -> Option<String> {
+    let count = |key: &str| specs.iter().filter(|s| s.get(key).is_some()).count();
+    match args.scenario {
+        Scenario::Routing => Some(format!(
+            "routing: {} webhooks, {} with a filter on data.parity, {} with a transform, {} batching (maxEvents {BATCH_MAX_EVENTS}, maxWaitMs {BATCH_MAX_WAIT_MS})",
+            specs.len(),
+            count("filter"),
+            count("transform"),
+            count("batch")
+        )),
+        Scenario::BatchDrain => Some(format!(
+            "batch-drain: {} webhooks, {} batching (maxEvents {BATCH_MAX_EVENTS}, maxWaitMs {BATCH_MAX_WAIT_MS})",
+            specs.len(),
+            count("batch")
+        )),
+        _ => None,
+    }
 }
 
 async fn start_receiver(receipts: Arc<Receipts>) -> anyhow::Result<SocketAddr> {
@@ -248,11 +400,14 @@ async fn receive(
     req: Request<Incoming>,
     r: Arc<Receipts>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    let delivery = req
-        .headers()
-        .get("x-beema-delivery")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let delivery = header("x-beema-delivery");
+    let is_batch = header("x-beema-event").as_deref() == Some("batch");
     let body = req
         .into_body()
         .collect()
@@ -268,23 +423,50 @@ async fn receive(
             .body(Full::new(Bytes::new()))
             .unwrap_or_default());
     }
-    if let Some(id) = delivery {
-        let now = Instant::now();
-        if r.seen.lock().unwrap().insert(id) {
-            let event = serde_json::from_slice::<Value>(&body)
-                .ok()
-                .and_then(|v| v["id"].as_str().map(str::to_string));
-            if let Some(e) = event {
-                r.arrivals.lock().unwrap().push((e, now));
-            }
-            r.count.fetch_add(1, Ordering::Relaxed);
-            *r.last.lock().unwrap() = Some(now);
-        }
+    let now = Instant::now();
+    r.requests.fetch_add(1, Ordering::Relaxed);
+    if is_batch {
+        // Each member is a delivery: count it by its own id (a retried batch repeats them).
+        r.batches.fetch_add(1, Ordering::Relaxed);
+        let v = serde_json::from_slice::<Value>(&body).unwrap_or_default();
+        let members = v["deliveries"].as_array().into_iter().flatten();
+        record(
+            &r,
+            members.filter_map(|m| {
+                let id = m["delivery_id"].as_str()?.to_string();
+                Some((id, m["id"].as_str().map(str::to_string)))
+            }),
+            now,
+        );
+    } else if let Some(id) = delivery {
+        let event = serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|v| v["id"].as_str().map(str::to_string));
+        record(&r, std::iter::once((id, event)), now);
     }
     Ok(Response::builder()
         .status(StatusCode::NO_CONTENT)
         .body(Full::new(Bytes::new()))
         .unwrap_or_default())
+}
+
+/// Counts each delivery (delivery id, event id) the first time it arrives.
+fn record(r: &Receipts, deliveries: impl Iterator<Item = (String, Option<String>)>, now: Instant) {
+    let mut seen = r.seen.lock().unwrap();
+    let mut arrivals = r.arrivals.lock().unwrap();
+    let mut new = 0;
+    for (id, event) in deliveries {
+        if seen.insert(id) {
+            if let Some(e) = event {
+                arrivals.push((e, now));
+            }
+            new += 1;
+        }
+    }
+    if new > 0 {
+        r.count.fetch_add(new, Ordering::Relaxed);
+        *r.last.lock().unwrap() = Some(now);
+    }
 }
 
 /// The same client driving the same receiver directly: the ceiling on this machine.
@@ -438,38 +620,77 @@ async fn wait_ready(client: &reqwest::Client, base: &str) -> anyhow::Result<()> 
     anyhow::bail!("server not ready after 60 s")
 }
 
-async fn register(
-    client: &reqwest::Client,
-    base: &str,
-    receiver: SocketAddr,
-    n: usize,
-    scenario: Scenario,
-) -> anyhow::Result<()> {
-    let mut body = json!({"webhook_name": "bench", "tenant_id": "bench", "event_type": "bench/event", "url": format!("http://{receiver}/hook")});
-    if scenario == Scenario::Backlog {
-        // A receiver down for long: many attempts, breaker probing every 500 ms.
-        body["retry_config"] = json!({"maxAttempts": 50, "backoffMs": 500});
-        body["circuit_breaker"] = json!({"failureThreshold": 5, "cooldownMs": 500});
-    }
+/// Settings a server must know for `routing` and `batch-drain` to measure what they say.
+const FEATURES: [(&str, &str); 3] = [("filter", "§7"), ("transform", "§9"), ("batch", "§10")];
+
+async fn register(client: &reqwest::Client, base: &str, specs: Vec<Value>) -> anyhow::Result<()> {
+    let specs = Arc::new(specs);
     let next = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for _ in 0..8 {
-        let (c, base, body, next) = (client.clone(), base.to_string(), body.clone(), next.clone());
+        let (c, base, specs, next) = (
+            client.clone(),
+            base.to_string(),
+            specs.clone(),
+            next.clone(),
+        );
         tasks.push(tokio::spawn(async move {
-            while next.fetch_add(1, Ordering::Relaxed) < n as u64 {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                let Some(body) = specs.get(i) else {
+                    return Ok::<_, anyhow::Error>(());
+                };
                 let r = c
                     .post(format!("{base}/api/webhooks"))
                     .header("content-type", "application/json")
                     .body(body.to_string())
                     .send()
                     .await?;
-                anyhow::ensure!(r.status().as_u16() == 201, "create webhook: {}", r.status());
+                let status = r.status();
+                let reply = r.text().await.unwrap_or_default();
+                check_created(body, status.as_u16(), &reply)?;
             }
-            Ok(())
         }));
     }
     for t in tasks {
         t.await??;
+    }
+    Ok(())
+}
+
+/// A 201 that echoes every feature setting sent; otherwise says which feature the server lacks.
+fn check_created(sent: &Value, status: u16, reply: &str) -> anyhow::Result<()> {
+    let used: Vec<_> = FEATURES
+        .iter()
+        .filter(|(key, _)| sent.get(key).is_some())
+        .collect();
+    let hint = "no figures measured; build a server with it, or leave it out (--no-filter, --no-transform, --no-batch)";
+    if status == 422 {
+        let field = serde_json::from_str::<Value>(reply)
+            .ok()
+            .and_then(|v| v["error"]["field"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        if let Some((key, section)) = used
+            .iter()
+            .find(|(key, _)| field.split('.').next() == Some(*key) || reply.contains(*key))
+        {
+            anyhow::bail!(
+                "the server refuses `{key}` (CONTRACT-features {section}): 422 {}; {hint}",
+                reply.trim()
+            );
+        }
+    }
+    anyhow::ensure!(status == 201, "create webhook: {status} {}", reply.trim());
+    let created: Value = serde_json::from_str(reply)?;
+    for (key, section) in used {
+        // A server that predates a feature drops the field and answers 201: the run would
+        // measure plain deliveries under the feature's name.
+        anyhow::ensure!(
+            created.get(key) == sent.get(key),
+            "the server ignored `{key}` (CONTRACT-features {section}): sent {}, the webhook has {}; {hint}",
+            sent[key],
+            created.get(key).unwrap_or(&Value::Null)
+        );
     }
     Ok(())
 }
@@ -481,7 +702,9 @@ async fn publish_all(
     events: usize,
     accepted: Arc<Mutex<HashMap<String, Instant>>>,
 ) -> anyhow::Result<()> {
-    let batches = events.div_ceil(args.batch);
+    let batch = publish_batch(args);
+    let batches = events.div_ceil(batch);
+    let rich = matches!(args.scenario, Scenario::Routing);
     let next = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -492,7 +715,7 @@ async fn publish_all(
             next.clone(),
             accepted.clone(),
         );
-        let (batch, rate) = (args.batch, args.rate);
+        let rate = args.rate;
         tasks.push(tokio::spawn(async move {
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed) as usize;
@@ -504,8 +727,13 @@ async fn publish_all(
                     tokio::time::sleep_until(due.into()).await;
                 }
                 let n = batch.min(events - i * batch);
-                let body: Vec<Value> = (0..n).map(|k| json!({"event": "bench/event", "data": {"tenantId": "bench", "n": i * batch + k}})).collect();
-                let r = c.post(format!("{base}/api/events")).header("content-type", "application/json").body(serde_json::to_vec(&body)?).send().await?;
+                let body: Vec<Value> = (0..n).map(|k| event(i * batch + k, rich)).collect();
+                let r = c
+                    .post(format!("{base}/api/events"))
+                    .header("content-type", "application/json")
+                    .body(serde_json::to_vec(&body)?)
+                    .send()
+                    .await?;
                 let at = Instant::now();
                 anyhow::ensure!(r.status().as_u16() == 202, "publish: {}", r.status());
                 let v: Value = serde_json::from_slice(&r.bytes().await?)?;
@@ -522,6 +750,21 @@ async fn publish_all(
         t.await??;
     }
     Ok(())
+}
+
+/// Event `n`; for `routing` with what the filters and transforms read.
+fn event(n: usize, rich: bool) -> Value {
+    if rich {
+        json!({"event": "bench/event", "data": {
+            "tenantId": "bench",
+            "n": n,
+            "parity": if n.is_multiple_of(2) { "even" } else { "odd" },
+            "claimNumber": format!("CLM-{n:07}"),
+            "claimAmount": (n % 1000) * 25,
+        }})
+    } else {
+        json!({"event": "bench/event", "data": {"tenantId": "bench", "n": n}})
+    }
 }
 
 async fn wait_all(r: &Receipts, expected: u64, timeout: Duration) {
@@ -573,4 +816,113 @@ fn cpu_seconds(pid: u32) -> f64 {
     let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
         + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
     ticks / 100.0
+}
+
+#[cfg(test)]
+mod tests {
+    //! The harness's own bookkeeping: what it counts decides every figure it prints.
+    use super::*;
+
+    fn receipts(down: bool) -> Arc<Receipts> {
+        Arc::new(Receipts {
+            seen: Mutex::new(HashSet::new()),
+            arrivals: Mutex::new(Vec::new()),
+            count: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
+            down: AtomicBool::new(down),
+            delay: Duration::ZERO,
+            last: Mutex::new(None),
+        })
+    }
+
+    async fn post(addr: SocketAddr, event: &str, delivery: &str, body: &Value) -> u16 {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        reqwest::Client::new()
+            .post(format!("http://{addr}/hook"))
+            .header("x-beema-event", event)
+            .header("x-beema-delivery", delivery)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    #[tokio::test]
+    async fn batch_members_count_once_each_and_503s_not_at_all() {
+        let r = receipts(true);
+        let addr = start_receiver(r.clone()).await.unwrap();
+        let batch = json!({"type": "batch", "deliveries": [
+            {"delivery_id": "d1", "id": "e1", "event": "bench/event", "data": {}, "user": null, "timestamp": "t"},
+            {"delivery_id": "d2", "id": "e2", "event": "bench/event", "data": {}, "user": null, "timestamp": "t"},
+            {"delivery_id": "d3", "id": "e3", "event": "bench/event", "data": {}, "user": null, "timestamp": "t"},
+        ]});
+        assert_eq!(post(addr, "batch", "b1", &batch).await, 503);
+        assert_eq!(r.count.load(Ordering::Relaxed), 0);
+        r.down.store(false, Ordering::Relaxed);
+        assert_eq!(post(addr, "batch", "b1", &batch).await, 204);
+        // The same batch again (a retry after a lost answer): nothing new.
+        assert_eq!(post(addr, "batch", "b1", &batch).await, 204);
+        let single = json!({"id": "e4", "claim": "CLM-1"});
+        assert_eq!(post(addr, "bench/event", "d4", &single).await, 204);
+        assert_eq!(r.count.load(Ordering::Relaxed), 4);
+        assert_eq!(r.batches.load(Ordering::Relaxed), 2);
+        assert_eq!(r.requests.load(Ordering::Relaxed), 3);
+        let mut events: Vec<_> = r
+            .arrivals
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(e, _)| e.clone())
+            .collect();
+        events.sort();
+        assert_eq!(events, ["e1", "e2", "e3", "e4"]);
+    }
+
+    #[test]
+    fn a_server_without_a_feature_stops_the_run() {
+        let sent = json!({"webhook_name": "bench", "transform": TRANSFORM});
+        let refused =
+            r#"{"error": {"code": "validation", "message": "unknown", "field": "transform"}}"#;
+        let e = check_created(&sent, 422, refused).unwrap_err().to_string();
+        assert!(e.contains("refuses `transform`"), "{e}");
+        let e = check_created(&sent, 201, r#"{"webhook_id": 1, "transform": null}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ignored `transform`"), "{e}");
+        let echoed = json!({"webhook_id": 1, "transform": TRANSFORM}).to_string();
+        check_created(&sent, 201, &echoed).unwrap();
+        let other = r#"{"error": {"code": "validation", "message": "bad", "field": "url"}}"#;
+        let e = check_created(&json!({"url": "x"}), 422, other)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("create webhook: 422"), "{e}");
+    }
+
+    #[test]
+    fn routing_expects_half_the_events_per_filtered_webhook_and_all_for_the_batch() {
+        let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let args = Args::parse_from(["loadgen", "--scenario", "routing", "--events", "5"]);
+        let (specs, expected) = webhook_specs(&args, addr, 10, 5);
+        assert_eq!(specs.len(), 11);
+        // 5 webhooks pass the 3 even events, 5 the 2 odd ones, the batching one all 5.
+        assert_eq!(expected, 5 * 3 + 5 * 2 + 5);
+        let args = Args::parse_from([
+            "loadgen",
+            "--scenario",
+            "routing",
+            "--no-filter",
+            "--no-batch",
+        ]);
+        let (specs, expected) = webhook_specs(&args, addr, 10, 5);
+        assert_eq!((specs.len(), expected), (10, 50));
+        assert!(specs.iter().all(|s| s.get("filter").is_none()));
+        let args = Args::parse_from(["loadgen", "--scenario", "batch-drain"]);
+        let (specs, expected) = webhook_specs(&args, addr, 1, 1_000_000);
+        assert_eq!((specs.len(), expected), (1, 1_000_000));
+        assert_eq!(specs[0]["batch"]["maxEvents"], 100);
+    }
 }
