@@ -55,7 +55,10 @@ async fn a_transform_shapes_the_body_and_both_signatures_cover_it() {
         .await;
     // The delivery log shows the body the receiver got, not the event as published.
     let sent: serde_json::Value = serde_json::from_slice(&got.body).unwrap();
-    let detail = format!("/api/webhooks/deliveries/{}", done[0]["delivery_id"].as_str().unwrap());
+    let detail = format!(
+        "/api/webhooks/deliveries/{}",
+        done[0]["delivery_id"].as_str().unwrap()
+    );
     env.server
         .wait_get(&detail, WAIT, |v| v["payload"] == sent)
         .await;
@@ -811,7 +814,11 @@ async fn a_transformed_batch_shows_its_whole_body_on_every_member() {
     .await;
     let got = rx.expect(WAIT).await;
     let sent: Value = serde_json::from_slice(&got.body).unwrap();
-    assert_eq!(sent, json!(events), "a transform's output need not be an object");
+    assert_eq!(
+        sent,
+        json!(events),
+        "a transform's output need not be an object"
+    );
     let done = env
         .server
         .wait_deliveries(&format!("webhook_id={id}"), WAIT, |d| {
@@ -819,7 +826,10 @@ async fn a_transformed_batch_shows_its_whole_body_on_every_member() {
         })
         .await;
     for d in &done {
-        let detail = format!("/api/webhooks/deliveries/{}", d["delivery_id"].as_str().unwrap());
+        let detail = format!(
+            "/api/webhooks/deliveries/{}",
+            d["delivery_id"].as_str().unwrap()
+        );
         env.server
             .wait_get(&detail, WAIT, |v| v["payload"] == sent)
             .await;
