@@ -159,6 +159,9 @@ pub struct Outcome {
     pub delivery_id: String,
     /// Its new state.
     pub update: DeliveryUpdate,
+    /// The body a `transform` produced on this send, with the id it went out under (the delivery,
+    /// or its batch): kept in the same transaction, for the delivery log.
+    pub transformed: Option<(String, Arc<str>)>,
 }
 
 impl Outcome {
@@ -173,6 +176,7 @@ impl Outcome {
             attempt: None,
             delivery_id,
             update: DeliveryUpdate::closed(status, reason, attempt_number, Utc::now()),
+            transformed: None,
         }
     }
 }

@@ -236,11 +236,16 @@ async fn write_once(db: &DbPool, rows: &[Outcome]) -> Result<(), WriteError> {
             )
         })
         .collect();
+    let bodies = rows
+        .iter()
+        .filter_map(|o| o.transformed.clone())
+        .map(|(id, body)| (id, body.to_string()))
+        .collect();
     let mut conn = db
         .write()
         .await
         .map_err(|e| WriteError::Unavailable(e.to_string()))?;
-    with_conn!(&mut conn, c => c.write_outcomes(attempts, updates).await).map_err(classify)
+    with_conn!(&mut conn, c => c.write_outcomes(attempts, updates, bodies).await).map_err(classify)
 }
 
 fn classify(e: diesel::result::Error) -> WriteError {
@@ -335,6 +340,7 @@ mod tests {
                     attempt: None,
                     delivery_id: format!("d{i}"),
                     update: DeliveryUpdate::closed(DeliveryStatus::Cancelled, "test", 0, now),
+                    transformed: None,
                 });
             }
             // The recorder has not run yet: all three are still in its mailbox.

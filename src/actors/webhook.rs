@@ -366,7 +366,7 @@ impl WebhookActor {
                     duration: Duration::ZERO,
                 };
                 self.in_flight.insert(job.delivery_id.clone());
-                return self.finish(job, result, ctx);
+                return self.finish(job, result, None, ctx);
             }
         };
         self.in_flight.insert(job.delivery_id.clone());
@@ -409,13 +409,11 @@ impl WebhookActor {
                 .map(move |res, act, ctx| match res {
                     Ok(Sent::Done(result, payload)) => act.guarded(ctx, |a, c| {
                         let mut job = job;
-                        if applied {
-                            a.keep_transformed(&job.delivery_id, &payload);
-                        }
+                        let kept = applied.then(|| (job.delivery_id.clone(), payload.clone()));
                         job.payload = payload;
                         job.transformed = true;
                         job.custom_body |= applied;
-                        a.finish(job, result, c);
+                        a.finish(job, result, kept, c);
                         a.pump(c);
                     }),
                     Ok(Sent::TransformFailed(reason)) => act.guarded(ctx, |a, c| {
@@ -471,7 +469,14 @@ impl WebhookActor {
     }
 
     /// Turns an attempt's result into the delivery's next state, and hands it to the recorder.
-    fn finish(&mut self, mut job: Job, result: AttemptResult, ctx: &mut Context<Self>) {
+    /// `transformed`: the body a transform produced on this send, recorded with the attempt.
+    fn finish(
+        &mut self,
+        mut job: Job,
+        result: AttemptResult,
+        mut transformed: Option<(String, Arc<str>)>,
+        ctx: &mut Context<Self>,
+    ) {
         let now = Utc::now();
         let tracked = self.in_flight.remove(&job.delivery_id);
         let attempt_number = job.attempts_made + 1;
@@ -573,6 +578,8 @@ impl WebhookActor {
                     updated_at: now,
                     delivered_at: success.then_some(now),
                 },
+                // Once per send: a batch's body is kept under the batch id.
+                transformed: transformed.take(),
             });
             member.attempts_made += 1;
             if next_at.is_none() && tracked {
@@ -626,25 +633,6 @@ impl WebhookActor {
             };
             if let Err(error) = result {
                 tracing::warn!(%error, sent_id = row.sent_id, "storing a sent body failed; a restart would rebuild it");
-            }
-        });
-    }
-
-    /// Keeps the body a transform produced for the delivery log (`payload` of a delivery). Its
-    /// own task, as [`Self::store_body`]: only transformed sends pay this write.
-    fn keep_transformed(&self, sent_id: &str, body: &Arc<str>) {
-        let db = self.deps.db.clone();
-        let (sent_id, body) = (sent_id.to_string(), body.clone());
-        tokio::spawn(async move {
-            let now = Utc::now().naive_utc();
-            let result = match db.write().await {
-                Ok(mut conn) => sent::save_transformed(&mut conn, &sent_id, &body, now)
-                    .await
-                    .map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            };
-            if let Err(error) = result {
-                tracing::warn!(%error, sent_id, "keeping a transformed body failed");
             }
         });
     }

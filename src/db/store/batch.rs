@@ -25,6 +25,24 @@ use crate::db::schema::{
 use crate::db::SqliteConn;
 use crate::domain::DeliveryStatus;
 
+/// Keeps the body a transform produced for `sent_id`; a later send (a manual retry runs the
+/// current program) replaces it. A macro: the statement's type differs per backend's runner.
+macro_rules! transformed_upsert {
+    ($sent_id:expr, $body:expr) => {{
+        use crate::db::schema::sys_webhook_transformed_bodies as t;
+        let now = crate::db::store::now();
+        diesel::insert_into(t::table)
+            .values((
+                t::sent_id.eq($sent_id),
+                t::body.eq($body),
+                t::created_at.eq(now),
+            ))
+            .on_conflict(t::sent_id)
+            .do_update()
+            .set((t::body.eq($body), t::created_at.eq(now)))
+    }};
+}
+
 /// Batched writes both backends implement.
 pub trait BatchWrite {
     /// Inserts events and their deliveries (inside the caller's transaction).
@@ -33,12 +51,13 @@ pub trait BatchWrite {
         events: Vec<EventRow>,
         deliveries: Vec<DeliveryRow>,
     ) -> BoxFuture<'_, QueryResult<()>>;
-    /// Writes attempt rows and the resulting delivery states in one transaction of its own.
-    /// A cancelled delivery stays cancelled.
+    /// Writes attempt rows, the resulting delivery states and the bodies transforms produced
+    /// (sent id, body) in one transaction of its own. A cancelled delivery stays cancelled.
     fn write_outcomes(
         &mut self,
         attempts: Vec<NewAttemptRow>,
         outcomes: Vec<(String, DeliveryOutcome)>,
+        transformed: Vec<(String, String)>,
     ) -> BoxFuture<'_, QueryResult<()>>;
 }
 
@@ -63,11 +82,15 @@ impl BatchWrite for SqliteConn {
         &mut self,
         attempts: Vec<NewAttemptRow>,
         outcomes: Vec<(String, DeliveryOutcome)>,
+        transformed: Vec<(String, String)>,
     ) -> BoxFuture<'_, QueryResult<()>> {
         self.spawn_blocking(move |c| {
             c.immediate_transaction(|c| {
                 for row in &attempts {
                     diesel::RunQueryDsl::execute(diesel::insert_into(a::table).values(row), c)?;
+                }
+                for (id, body) in &transformed {
+                    diesel::RunQueryDsl::execute(transformed_upsert!(id, body), c)?;
                 }
                 for (id, outcome) in &latest_per_delivery(outcomes) {
                     let target = d::table
@@ -100,6 +123,7 @@ impl BatchWrite for diesel_async::AsyncPgConnection {
         &mut self,
         attempts: Vec<NewAttemptRow>,
         outcomes: Vec<(String, DeliveryOutcome)>,
+        transformed: Vec<(String, String)>,
     ) -> BoxFuture<'_, QueryResult<()>> {
         use diesel_async::{AsyncConnection, RunQueryDsl};
         async move {
@@ -108,6 +132,10 @@ impl BatchWrite for diesel_async::AsyncPgConnection {
             self.transaction::<_, diesel::result::Error, _>(async move |c| {
                 attempts.execute(c).await?;
                 updates.execute(c).await?;
+                // Only transformed sends have a row here: rare next to the attempts.
+                for (id, body) in &transformed {
+                    transformed_upsert!(id, body).execute(c).await?;
+                }
                 Ok(())
             })
             .await

@@ -53,24 +53,6 @@ pub async fn list_for_webhook(conn: &mut DbConn, webhook_id: i64) -> QueryResult
         .await)
 }
 
-/// Keeps the body a `transform` produced for `sent_id` (a delivery, or a batch), the latest send's
-/// (a manual retry runs the current program again).
-pub async fn save_transformed(
-    conn: &mut DbConn,
-    sent_id: &str,
-    body: &str,
-    now: NaiveDateTime,
-) -> QueryResult<()> {
-    with_conn!(conn, c => diesel::insert_into(t::table)
-        .values((t::sent_id.eq(sent_id), t::body.eq(body), t::created_at.eq(now)))
-        .on_conflict(t::sent_id)
-        .do_update()
-        .set((t::body.eq(body), t::created_at.eq(now)))
-        .execute(c)
-        .await)
-    .map(drop)
-}
-
 /// The body a `transform` produced for `sent_id`, if one ran.
 pub async fn transformed(conn: &mut DbConn, sent_id: &str) -> QueryResult<Option<String>> {
     with_conn!(conn, c => t::table
