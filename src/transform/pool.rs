@@ -14,9 +14,9 @@ use super::WORKER_SUBCOMMAND;
 /// Longest run of one program, compilation and worker start included.
 pub const TIME_LIMIT: Duration = Duration::from_secs(1);
 /// Workers running programs at once (the machine's cores are shared with the dispatcher).
-const MAX_BUSY: usize = 4;
+const MAX_BUSY: usize = 8;
 /// Warm workers kept between runs: as many as may run, so that a busy pool never kills a worker
-/// only to start another (a start costs far more than a run: 2,069 → see BENCHMARKS.md).
+/// only to start another (a start costs far more than a run; BENCHMARKS.md, routing).
 const MAX_IDLE: usize = MAX_BUSY;
 
 /// Runs programs in child processes; a worker that runs over the limit or dies is replaced.
