@@ -184,7 +184,9 @@ fn attempts_sql(s: &StatsScope, pg: bool) -> String {
     // Seconds since the epoch, floored: `from` is a whole second and bucket widths are whole
     // seconds, so flooring never moves an attempt across a bucket boundary.
     let epoch = if pg {
-        "floor(extract(epoch from a.attempted_at))::bigint"
+        // date_part is double precision; extract() is numeric since PostgreSQL 14, several times
+        // slower over a million rows.
+        "floor(date_part('epoch', a.attempted_at))::bigint"
     } else {
         "unixepoch(a.attempted_at)"
     };
