@@ -1,7 +1,7 @@
-//! The event-type catalog's schemas (contract §14): each declared type may carry a JSON Schema
-//! (draft 2020-12) of its `data`. [`compile`] checks a schema when it is set; a [`SchemaCache`]
-//! holds the compiled validators, built once per change and shared by every node of the process
-//! on the same database ([`SchemaCache::shared`]); publishing checks events against it.
+//! The event-type catalog's schemas (README, Event-type catalog): each declared type may carry a
+//! JSON Schema (draft 2020-12) of its `data`. [`compile`] checks a schema when it is set; a
+//! [`SchemaCache`] holds the compiled validators, built once per change and shared by every node of
+//! the process on the same database ([`SchemaCache::shared`]); publishing checks events against it.
 //!
 //! Nothing is ever fetched: the crate is built without its HTTP retriever, and a `$ref` that leaves
 //! the schema is refused before compiling.

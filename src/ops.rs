@@ -1,7 +1,7 @@
-//! The publisher of operational events (contract §13). Webhook actors hand facts over through an
-//! [`OpsEmitter`](crate::actors::OpsEmitter) without waiting; this task turns each into an event
-//! of the webhook's tenant and publishes it through the intake like any event (stored, signed,
-//! retried, in the delivery log), to the webhooks §13 routes it to.
+//! The publisher of operational events (README, Operational events). Webhook actors hand facts over
+//! through an [`OpsEmitter`](crate::actors::OpsEmitter) without waiting; this task turns each into
+//! an event of the webhook's tenant and publishes it through the intake like any event (stored,
+//! signed, retried, in the delivery log), to the webhooks README, Operational events routes it to.
 
 use std::time::Duration;
 

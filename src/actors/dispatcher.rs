@@ -168,9 +168,9 @@ impl Dispatcher {
             .collect()
     }
 
-    /// The enabled webhooks an operational event (§13) of `tenant_id` about webhook `about` goes
-    /// to, in id order: the tenant's and `_ops`'s subscribed to its exact type or `beema/*`,
-    /// never `about` itself.
+    /// The enabled webhooks an operational event (README, Operational events) of `tenant_id` about
+    /// webhook `about` goes to, in id order: the tenant's and `_ops`'s subscribed to its exact type
+    /// or `beema/*`, never `about` itself.
     pub fn ops_targets(&self, tenant_id: &str, event_type: &str, about: i64) -> Vec<Arc<Webhook>> {
         let reg = self.registry();
         let mut hooks: Vec<Arc<Webhook>> = [tenant_id, OPS_TENANT]

@@ -26,8 +26,8 @@ pub struct Job {
     /// `payload` is already the transformed body sent by an earlier attempt: retries send the
     /// same bytes.
     pub transformed: bool,
-    /// Non-empty for a batch (contract §10): `delivery_id` is the batch id, `payload` its body,
-    /// and these are the deliveries it carries, in acceptance order.
+    /// Non-empty for a batch (README, Routing and payloads): `delivery_id` is the batch id,
+    /// `payload` its body, and these are the deliveries it carries, in acceptance order.
     pub members: Vec<Job>,
     /// Re-opened by hand (a manual retry): batched only with others like it, and such a batch
     /// gets one attempt.

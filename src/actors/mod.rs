@@ -38,7 +38,7 @@ pub struct WebhookDeps {
     pub metrics: Metrics,
     /// Window, concurrency and timing knobs.
     pub tuning: Tuning,
-    /// Where operational facts (§13) go.
+    /// Where operational facts (README, Operational events) go.
     pub ops: OpsEmitter,
     /// Runs `transform` programs in worker processes.
     pub transform: Arc<crate::transform::TransformPool>,
@@ -60,6 +60,6 @@ pub struct StartParams {
     pub webhooks: Vec<Arc<Webhook>>,
     /// Webhooks with deliveries that are not final.
     pub with_backlog: HashSet<i64>,
-    /// Where operational facts (§13) go.
+    /// Where operational facts (README, Operational events) go.
     pub ops: OpsEmitter,
 }

@@ -1,6 +1,6 @@
-//! `OpsEmitter`: how the webhook actors hand operational facts (§13) over without waiting. The
-//! send is a push onto an unbounded channel; the publishing task ([`crate::ops`]) stores each as an
-//! event through the intake, off the actors' hot path.
+//! `OpsEmitter`: how the webhook actors hand operational facts (README, Operational events) over
+//! without waiting. The send is a push onto an unbounded channel; the publishing task
+//! ([`crate::ops`]) stores each as an event through the intake, off the actors' hot path.
 
 use tokio::sync::mpsc;
 

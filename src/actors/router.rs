@@ -168,7 +168,7 @@ impl Handler<DisabledByReceiver> for Router {
             return;
         }
         // Its own task, so that the router keeps routing during an outage, and a write is never
-        // dropped half-way (STACK.md, SQLite on actix).
+        // dropped half-way (on an actix thread, dropping an in-flight SQLite query panics).
         let (db, id, reason) = (self.deps.db.clone(), msg.webhook_id, msg.reason);
         let write = tokio::spawn(store_disable(db, id, reason.clone()));
         ctx.spawn(

@@ -67,7 +67,8 @@ pub struct WebhookActor {
 }
 
 impl WebhookActor {
-    /// An actor for `webhook`; `backlog` says whether the database may already hold deliveries for it.
+    /// An actor for `webhook`; `backlog` says whether the database may already hold deliveries for
+    /// it.
     pub fn new(
         webhook: Arc<Webhook>,
         deps: Arc<WebhookDeps>,
@@ -505,7 +506,8 @@ impl WebhookActor {
         } else {
             self.breaker.on_failure(now);
             let retry = if job.manual && !job.members.is_empty() {
-                // A batch of manually retried deliveries gets one attempt (contract §10).
+                // A batch of manually retried deliveries gets one attempt (README, Routing and
+                // payloads).
                 RetryConfig {
                     max_attempts: 1,
                     ..self.webhook.retry

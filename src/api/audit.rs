@@ -1,4 +1,4 @@
-//! `GET /api/audit` (CONTRACT-features.md §12), and the audit entries of webhook and key changes:
+//! `GET /api/audit` (README, Audit log), and the audit entries of webhook and key changes:
 //! a webhook's fields as the API shows them, only those a change touched, secrets redacted.
 
 use actix_web::{web, HttpResponse};
@@ -63,7 +63,8 @@ pub struct AuditView {
 
 impl From<AuditRow> for AuditView {
     fn from(r: AuditRow) -> Self {
-        // An entry this server wrote is JSON; a damaged one shows as null rather than failing the page.
+        // An entry this server wrote is JSON; a damaged one shows as null rather than failing the
+        // page.
         let state = |j: Option<crate::db::json::Json<Value>>| j.and_then(|j| j.parse().ok());
         Self {
             audit_id: r.audit_id,

@@ -104,7 +104,7 @@ pub fn tenant_header(req: &HttpRequest) -> ApiResult<Option<String>> {
 }
 
 /// Authenticates an admin call. The token is checked before `X-Tenant-ID` is read, so a bad
-/// token is a 401 whatever the header holds (contract §4).
+/// token is a 401 whatever the header holds (README, API).
 pub async fn admin(req: &HttpRequest, st: &AppState) -> ApiResult<Admin> {
     let cfg = &st.config;
     match bearer(req)? {

@@ -1,4 +1,4 @@
-//! The JSON calls the ops console needs (console contract §6): `GET /api/whoami`, `GET /api/stats`
+//! The JSON calls the ops console needs (README, Console): `GET /api/whoami`, `GET /api/stats`
 //! and `POST /api/webhooks/{id}/recover`.
 
 use std::sync::Arc;
@@ -311,7 +311,8 @@ async fn hand_over(st: &AppState, rows: Vec<crate::db::models::DeliveryRow>) -> 
     Ok(())
 }
 
-/// An RFC 3339 query parameter as a stored (UTC) time; malformed → 400 (the deliveries' time filters).
+/// An RFC 3339 query parameter as a stored (UTC) time; malformed → 400 (the deliveries' time
+/// filters).
 pub fn time_param(v: Option<&str>, name: &str) -> ApiResult<Option<NaiveDateTime>> {
     v.map(|s| {
         DateTime::parse_from_rfc3339(s)

@@ -1,7 +1,7 @@
-//! `/api/event-types`: the event-type catalog (contract §14). Declared types (the kernel's and the
-//! dispatcher's from `migrate` on, and those set here by the global admin) with a description and a
-//! JSON Schema of their `data`, beside every type seen in a stored event, with count, first and
-//! last seen in the caller's scope.
+//! `/api/event-types`: the event-type catalog (README, Event-type catalog). Declared types (the
+//! kernel's and the dispatcher's from `migrate` on, and those set here by the global admin) with a
+//! description and a JSON Schema of their `data`, beside every type seen in a stored event, with
+//! count, first and last seen in the caller's scope.
 
 use std::collections::BTreeMap;
 

@@ -1,7 +1,7 @@
 //! Extractors: a handler's arguments say who may call it and what it reads (`Admin`,
 //! `Publisher`, `Json<T>`, `Query<T>`), and each answers in the error shape when it refuses.
 //!
-//! Credentials come first (contract §4): a missing or wrong token is a 401 even when the body or
+//! Credentials come first (README, API): a missing or wrong token is a 401 even when the body or
 //! the query is malformed too. actix polls a handler's extractors together, and a tenant key is
 //! looked up in the database, so the identity extractor leaves a gate in the request that the body
 //! and query extractors wait on: they start only once the identity is settled, and when it failed,

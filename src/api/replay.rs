@@ -1,6 +1,6 @@
-//! `POST /api/webhooks/{id}/replay` (contract §11): a new delivery for every stored event of a
-//! window that the webhook matches now, committed page by page so that a replay of 100,000 events
-//! holds one page in memory and no giant transaction.
+//! `POST /api/webhooks/{id}/replay` (README, Recovering after an outage): a new delivery for every
+//! stored event of a window that the webhook matches now, committed page by page so that a replay
+//! of 100,000 events holds one page in memory and no giant transaction.
 
 use std::sync::Arc;
 
@@ -72,7 +72,8 @@ fn rfc3339(field: &str, v: &str) -> ApiResult<DateTime<Utc>> {
         .map_err(|_| ApiError::validation(field, "must be an RFC 3339 date-time"))
 }
 
-/// Checks a request against the rules of §11 (the event count aside).
+/// Checks a request against the rules of README, Recovering after an outage (the event count
+/// aside).
 pub fn window(input: &ReplayInput, now: DateTime<Utc>) -> ApiResult<Window> {
     let since = match &input.since {
         Some(s) => rfc3339("since", s)?,

@@ -1,4 +1,4 @@
-//! `/api/webhooks`: registration CRUD, matching, secrets and test sends (contract §2.1).
+//! `/api/webhooks`: registration CRUD, matching, secrets and test sends (README, API).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -76,9 +76,10 @@ pub struct DeleteQuery {
     pub id: Option<i64>,
 }
 
-/// Checks a target URL at create/update. A host that does not resolve (yet) is accepted: DNS may
-/// be down or the record not published, and the HTTP client's resolver checks every address at
-/// connect time anyway. A resolver that hangs answers 503 after [`DNS_TIMEOUT`] instead of holding the request.
+/// Checks a target URL at create/update. A host that does not resolve (yet) is accepted: DNS may be
+/// down or the record not published, and the HTTP client's resolver checks every address at connect
+/// time anyway. A resolver that hangs answers 503 after [`DNS_TIMEOUT`] instead of holding the
+/// request.
 async fn check_target(st: &AppState, url: &str) -> ApiResult<()> {
     let checked = bounded(DNS_TIMEOUT, "the DNS lookup of the url's host", async {
         check_url(&st.config.targets, url).await
@@ -105,7 +106,7 @@ fn check_https(st: &AppState, url: &str, enabled: bool) -> ApiResult<()> {
 pub const DNS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Runs `fut` for at most `limit`; past it, a 503 naming `what`. Only for futures that are safe
-/// to drop half-way (no SQLite query in flight: STACK.md).
+/// to drop half-way (no SQLite query in flight: dropping one on an actix thread panics).
 pub async fn bounded<T>(
     limit: Duration,
     what: &str,
@@ -223,7 +224,7 @@ async fn list(
         enabled: q.enabled,
         after: q.after,
         // One more than the page tells whether another page follows, so that a full last page
-        // still answers `next_after: null` (§4).
+        // still answers `next_after: null` (README, API).
         limit: limit + 1,
     };
     let mut conn = st.db.read().await?;

@@ -1,4 +1,4 @@
-//! The ops console (console contract §5): plain JavaScript modules and a stylesheet compiled into
+//! The ops console (README, Console): plain JavaScript modules and a stylesheet compiled into
 //! the binary, served under `/console/` with a strict CSP; no build step, nothing from the network.
 //!
 //! Assets live under `/console/assets/<version>/`, where the version is a hash of every asset: they

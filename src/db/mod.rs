@@ -1,9 +1,9 @@
 //! Storage: one diesel-async query layer over SQLite and PostgreSQL.
 //!
-//! [`DbPool`] hands out a [`DbConn`], an enum over both backends; [`with_conn!`] runs the same diesel
-//! query on whichever arm is live, so a query is written once. SQLite gets one writer connection
-//! (SQLite serialises writers anyway; one connection means no `SQLITE_BUSY` on lock upgrades) and a
-//! few readers, all in WAL mode.
+//! [`DbPool`] hands out a [`DbConn`], an enum over both backends; [`with_conn!`] runs the same
+//! diesel query on whichever arm is live, so a query is written once. SQLite gets one writer
+//! connection (SQLite serialises writers anyway; one connection means no `SQLITE_BUSY` on lock
+//! upgrades) and a few readers, all in WAL mode.
 
 pub mod json;
 pub mod models;
@@ -33,7 +33,8 @@ const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres
 /// Pragmas for every SQLite connection. `synchronous=FULL`: a 202 means the event survives a power
 /// cut, not only a process crash; group commit keeps the fsync cost per request small.
 /// `busy_timeout` comes first: switching to WAL takes a lock, and without the timeout a connection
-/// opened while another process (or a stopping server) still holds one fails with "database is locked".
+/// opened while another process (or a stopping server) still holds one fails with "database is
+/// locked".
 const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
      PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;";
 /// Page cache of the writer, in KiB: the delivery indexes it updates stay in memory (the default
@@ -68,7 +69,8 @@ macro_rules! with_conn {
 pub(crate) use with_conn;
 
 /// A pooled connection to either backend.
-// Lives on the stack for one unit of work; boxing the larger arm would cost an allocation per checkout.
+// Lives on the stack for one unit of work; boxing the larger arm would cost an allocation per
+// checkout.
 #[allow(clippy::large_enum_variant)]
 pub enum DbConn {
     /// SQLite.
@@ -194,7 +196,8 @@ fn sqlite_pool(path: &str, size: usize, cache_kib: i64) -> anyhow::Result<Pool<S
     });
     let manager = AsyncDieselConnectionManager::<SqliteConn>::new_with_config(path, config);
     // Only the wait for a slot is bounded: giving up on it is safe, whereas a dropped SQLite
-    // connection setup would block the thread that drops it (STACK.md); setup is local anyway.
+    // connection setup would block the thread that drops it (a panic on an actix thread); setup
+    // is local anyway.
     Ok(Pool::builder(manager)
         .max_size(size)
         .runtime(deadpool::Runtime::Tokio1)

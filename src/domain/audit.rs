@@ -1,4 +1,4 @@
-//! The audit log's vocabulary (CONTRACT-features.md §12): actions, actors, and the pure part of an
+//! The audit log's vocabulary (README, Audit log): actions, actors, and the pure part of an
 //! entry: which fields a change touched, with secrets and header values redacted.
 
 use serde_json::{Map, Value};
@@ -66,7 +66,8 @@ pub fn changed_fields(
     (!old.is_empty()).then_some((old, new))
 }
 
-/// The action of a webhook update: `enabled` or `disabled` when it flipped `enabled`, else `updated`.
+/// The action of a webhook update: `enabled` or `disabled` when it flipped `enabled`, else
+/// `updated`.
 pub fn update_action(changed: &Map<String, Value>) -> &'static str {
     match changed.get("enabled") {
         Some(Value::Bool(true)) => action::WEBHOOK_ENABLED,

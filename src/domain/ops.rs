@@ -1,5 +1,6 @@
-//! Operational events (contract §13): the facts the dispatcher publishes about its own webhooks,
-//! their `data`, and who receives them. Replay (§11) routes with the same rules.
+//! Operational events (README, Operational events): the facts the dispatcher publishes about its
+//! own webhooks, their `data`, and who receives them. Replay (README, Recovering after an outage)
+//! routes with the same rules.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
@@ -96,7 +97,7 @@ impl OpsFact {
         }
     }
 
-    /// The event's `data` (contract §13).
+    /// The event's `data` (README, Operational events).
     pub fn data(&self) -> Value {
         let mut data = json!({
             "webhook_id": self.webhook_id,
@@ -136,17 +137,18 @@ fn rfc3339(t: DateTime<Utc>) -> String {
 }
 
 /// Whether `w` receives an operational event of `tenant` and `event_type` about webhook `about`
-/// (§13): its own tenant's or an `_ops` webhook, subscribed to the exact type or `beema/*` (`*`
-/// does not get them), never the webhook the event is about. Enabled and filter are the caller's.
+/// (README, Operational events): its own tenant's or an `_ops` webhook, subscribed to the exact
+/// type or `beema/*` (`*` does not get them), never the webhook the event is about. Enabled and
+/// filter are the caller's.
 pub fn receives_ops(w: &Webhook, tenant: &str, event_type: &str, about: Option<i64>) -> bool {
     about != Some(w.id)
         && (w.tenant_id == tenant || w.tenant_id == OPS_TENANT)
         && (w.event_type == event_type || w.event_type == OPS_ALL)
 }
 
-/// Whether a stored event goes to `w` when replayed (§11): operational events by the rules of
-/// §13, others when the tenant and event type match. `about` is the webhook an operational event
-/// is about (read from its payload).
+/// Whether a stored event goes to `w` when replayed (README, Recovering after an outage):
+/// operational events by the rules of README, Operational events, others when the tenant and event
+/// type match. `about` is the webhook an operational event is about (read from its payload).
 pub fn replays_to(w: &Webhook, tenant: &str, event_type: &str, about: Option<i64>) -> bool {
     if is_ops_type(event_type) {
         receives_ops(w, tenant, event_type, about)

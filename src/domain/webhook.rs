@@ -67,8 +67,8 @@ impl Default for BreakerSettings {
     }
 }
 
-/// Batching (`batch`, contract §10): up to `maxEvents` ready deliveries in one request, sent at
-/// the latest `maxWaitMs` after the first became ready.
+/// Batching (`batch`, README, Routing and payloads): up to `maxEvents` ready deliveries in one
+/// request, sent at the latest `maxWaitMs` after the first became ready.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BatchSettings {
@@ -130,7 +130,8 @@ pub struct Webhook {
     pub updated_by: Option<String>,
     /// The compiled `filter` on the payload (None: every event passes).
     pub filter: Option<Arc<Filter>>,
-    /// A jq program applied to the body when a delivery is first sent (contract §9).
+    /// A jq program applied to the body when a delivery is first sent (README, Routing and
+    /// payloads).
     pub transform: Option<String>,
     /// None: one delivery per request.
     pub batch: Option<BatchSettings>,

@@ -1,6 +1,7 @@
-//! A webhook's `filter` (contract §7): a MongoDB-style condition on the payload a receiver would
-//! get. [`Filter::compile`] checks it and builds it once (paths split, regexes compiled) when the
-//! webhook is stored; [`Filter::matches`] evaluates it per event and never fails.
+//! A webhook's `filter` (README, Routing and payloads): a MongoDB-style condition on the payload a
+//! receiver would get. [`Filter::compile`] checks it and builds it once (paths split, regexes
+//! compiled) when the webhook is stored; [`Filter::matches`] evaluates it per event and never
+//! fails.
 
 use std::cmp::Ordering;
 use std::fmt;

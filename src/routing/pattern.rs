@@ -1,7 +1,8 @@
-//! Event-type patterns (contract §8): a webhook's `event_type` is an exact type, `*` (every event
-//! of its tenant but the dispatcher's own `beema/` events) or `<prefix>/*` (every type starting with
-//! `<prefix>/`). Matching stays an index lookup: an event type is looked up under a handful of route
-//! keys ([`route_keys`]), one per `/` in it, never by scanning the webhooks.
+//! Event-type patterns (README, Routing and payloads): a webhook's `event_type` is an exact type,
+//! `*` (every event of its tenant but the dispatcher's own `beema/` events) or `<prefix>/*` (every
+//! type starting with `<prefix>/`). Matching stays an index lookup: an event type is looked up
+//! under a handful of route keys ([`route_keys`]), one per `/` in it, never by scanning the
+//! webhooks.
 
 /// Event types the dispatcher publishes about itself; `*` does not get them.
 pub const OPS_PREFIX: &str = "beema/";

@@ -1,4 +1,5 @@
-//! Payload transforms (`transform`, contract §9): jq programs run with the jaq crates.
+//! Payload transforms (`transform`, README, Routing and payloads): jq programs run with the jaq
+//! crates.
 //!
 //! [`engine`] compiles and runs a program (pure, no I/O: the environment, file and logging
 //! filters of jq are removed from the library); [`pool`] runs programs in warm child processes of

@@ -1,4 +1,4 @@
-//! The audit log (CONTRACT-features.md §12), `BEEMA_REQUIRE_HTTPS` (CONTRACT.md, settings) and the
+//! The audit log (README, Audit log), `BEEMA_REQUIRE_HTTPS` (README, Settings) and the
 //! issue-12 decisions on credentials: `/metrics` refuses tenant keys, and credentials are checked
 //! before `X-Tenant-ID` on every route.
 

@@ -1,4 +1,4 @@
-//! The JSON calls of the console (console contract §6): whoami, stats, recover, payload and the
+//! The JSON calls of the console (README, Console): whoami, stats, recover, payload and the
 //! time and tenant filters of the delivery log.
 
 use std::time::Duration;

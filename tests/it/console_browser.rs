@@ -1,4 +1,4 @@
-//! The ops console in a real browser (console contract §5): Debian's headless Chromium driven over
+//! The ops console in a real browser (README, Console): Debian's headless Chromium driven over
 //! WebDriver by fantoccini, against the real server and real receivers. One browser session walks
 //! every page (2 cores: one browser, one server), taking the README's screenshots on the way.
 //!

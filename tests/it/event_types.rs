@@ -1,5 +1,6 @@
-//! The event-type catalog (contract §14): declared types from `migrate` on, figures of the types
-//! seen in the caller's scope, admin-only declarations, and schema checks at publish time.
+//! The event-type catalog (README, Event-type catalog): declared types from `migrate` on, figures
+//! of the types seen in the caller's scope, admin-only declarations, and schema checks at publish
+//! time.
 
 use reqwest::Method;
 use serde_json::{json, Value};

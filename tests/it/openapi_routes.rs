@@ -1,5 +1,5 @@
 //! The routes the server registers against its OpenAPI document: every registered (method, path)
-//! is described, and is really served, credentials first (contract §4).
+//! is described, and is really served, credentials first (README, API).
 
 use reqwest::Method;
 

@@ -1,6 +1,6 @@
-//! Replay (contract §11) and operational events (§13): old events to a new webhook, the window's
-//! rules, `beema/...` events to tenant and `_ops` webhooks with their data and signatures, no
-//! loops, and the reserved names.
+//! Replay (README, Recovering after an outage) and operational events (README, Operational events):
+//! old events to a new webhook, the window's rules, `beema/...` events to tenant and `_ops`
+//! webhooks with their data and signatures, no loops, and the reserved names.
 
 use std::time::{Duration, Instant};
 

@@ -1,5 +1,5 @@
-//! Routing and payloads, part 1 (contract §7–8): webhook filters on the payload, evaluated at
-//! intake and by `/match`, and `<prefix>/*` event-type patterns.
+//! Routing and payloads, part 1 (README, Routing and payloads): webhook filters on the payload,
+//! evaluated at intake and by `/match`, and `<prefix>/*` event-type patterns.
 
 use std::time::Duration;
 

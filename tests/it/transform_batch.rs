@@ -1,5 +1,6 @@
-//! Payload transforms (contract §9): the body as sent and signed, every 422, failures that end a
-//! delivery without a request, runaway programs killed in their worker, retries' bytes.
+//! Payload transforms (README, Routing and payloads): the body as sent and signed, every 422,
+//! failures that end a delivery without a request, runaway programs killed in their worker,
+//! retries' bytes.
 
 use std::time::Duration;
 
@@ -276,7 +277,7 @@ async fn retries_send_the_first_transformed_bytes_and_a_manual_retry_the_current
     assert_eq!(std::str::from_utf8(&again.body).unwrap(), r#"{"number":7}"#);
 }
 
-// ---- §10 batching ----
+// ---- README, Routing and payloads batching ----
 
 #[tokio::test]
 async fn invalid_batch_settings_are_422s_naming_the_field() {

@@ -1,4 +1,4 @@
-//! `sys_audit_log`: who changed what (CONTRACT-features.md §12). An entry is written by the same
+//! `sys_audit_log`: who changed what (README, Audit log). An entry is written by the same
 //! transaction as the change it records, so [`record`] takes whatever connection that transaction
 //! runs on: a pooled [`DbConn`], the backend connection inside a `with_conn!` transaction, or (in a
 //! `spawn_blocking` SQLite transaction) the plain connection through [`record_blocking`].

@@ -17,7 +17,7 @@ use crate::db::DbConn;
 use crate::domain::audit::action;
 use crate::with_conn;
 
-/// The type of the API's test sends; they are not counted (contract §2.1).
+/// The type of the API's test sends; they are not counted (README, API).
 pub const TEST_EVENT_TYPE: &str = "webhook/test";
 
 /// Stored events of one type: how many, first and last acceptance.

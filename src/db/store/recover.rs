@@ -1,5 +1,5 @@
-//! Recover (`CONTRACT-features.md` §11): failed deliveries of a webhook put back to `pending`, a
-//! bounded batch per transaction, so a large window never holds the writer for long.
+//! Recover (README, Recovering after an outage): failed deliveries of a webhook put back to
+//! `pending`, a bounded batch per transaction, so a large window never holds the writer for long.
 
 use std::collections::HashMap;
 
@@ -17,9 +17,9 @@ use crate::with_conn;
 /// Deliveries re-opened per statement.
 pub const RECOVER_BATCH: i64 = 500;
 
-/// Re-opens up to [`RECOVER_BATCH`] `failed` deliveries of `webhook_id` created in `[since, until)`,
-/// oldest first, with ids above `after`. Returns them as they are now (`pending`, same ids) and the
-/// cursor for the next batch (None: nothing was left).
+/// Re-opens up to [`RECOVER_BATCH`] `failed` deliveries of `webhook_id` created in `[since,
+/// until)`, oldest first, with ids above `after`. Returns them as they are now (`pending`, same
+/// ids) and the cursor for the next batch (None: nothing was left).
 pub async fn reopen_failed_batch(
     conn: &mut DbConn,
     webhook_id: i64,

@@ -1,6 +1,6 @@
-//! Replay's reads and writes (contract §11): the events of a window, paged by acceptance time
-//! so that a replay of any size holds one page in memory, and the new deliveries, one transaction
-//! per page. Also the marks of `/test` events, which are never replayed.
+//! Replay's reads and writes (README, Recovering after an outage): the events of a window, paged by
+//! acceptance time so that a replay of any size holds one page in memory, and the new deliveries,
+//! one transaction per page. Also the marks of `/test` events, which are never replayed.
 
 use chrono::NaiveDateTime;
 use diesel::dsl::not;
