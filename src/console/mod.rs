@@ -57,11 +57,6 @@ pub static VERSION: LazyLock<String> = LazyLock::new(|| {
 
 static PAGE: LazyLock<String> = LazyLock::new(|| INDEX.replace("{{VERSION}}", &VERSION));
 
-/// Bytes the console adds to the binary.
-pub fn embedded_size() -> usize {
-    INDEX.len() + ASSETS.iter().map(|a| a.2.len()).sum::<usize>()
-}
-
 /// Routes under `/console`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(

@@ -7,7 +7,7 @@ use diesel::prelude::*;
 use diesel::result::QueryResult;
 use diesel_async::RunQueryDsl;
 
-use crate::db::models::{AttemptRow, CloseDelivery, DeliveryRow};
+use crate::db::models::{AttemptRow, DeliveryRow};
 use crate::db::schema::{
     sys_webhook_attempts as a, sys_webhook_deliveries as d, sys_webhook_events as e,
 };
@@ -155,19 +155,6 @@ pub async fn load_open(
             (r, p)
         })
         .collect())
-}
-
-/// Cancels deliveries that are not final and belong to no live webhook (left by a crash or a race with DELETE).
-pub async fn cancel_delivery(
-    conn: &mut DbConn,
-    id: &str,
-    reason: &str,
-    now: NaiveDateTime,
-) -> QueryResult<usize> {
-    with_conn!(conn, c => diesel::update(d::table.filter(d::delivery_id.eq(id)).filter(is_open()))
-        .set(CloseDelivery::cancelled(reason, now))
-        .execute(c)
-        .await)
 }
 
 /// Webhook ids that have deliveries not final (recovery at start).

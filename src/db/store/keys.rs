@@ -11,11 +11,6 @@ use crate::db::store::audit::{self, NewAuditEntry};
 use crate::db::DbConn;
 use crate::with_conn;
 
-/// Stores a new key.
-pub async fn insert_key(conn: &mut DbConn, row: &ApiKeyRow) -> QueryResult<()> {
-    with_conn!(conn, c => diesel::insert_into(k::table).values(row).execute(c).await).map(|_| ())
-}
-
 /// Keys that are not revoked, oldest first.
 pub async fn list_keys(conn: &mut DbConn) -> QueryResult<Vec<ApiKeyRow>> {
     with_conn!(conn, c => k::table
@@ -24,15 +19,6 @@ pub async fn list_keys(conn: &mut DbConn) -> QueryResult<Vec<ApiKeyRow>> {
         .select(ApiKeyRow::as_select())
         .load(c)
         .await)
-}
-
-/// Revokes a key; false when no live key has that id.
-pub async fn revoke_key(conn: &mut DbConn, key_id: &str, now: NaiveDateTime) -> QueryResult<bool> {
-    with_conn!(conn, c => diesel::update(k::table.filter(k::key_id.eq(key_id)).filter(k::revoked_at.is_null()))
-        .set(k::revoked_at.eq(Some(now)))
-        .execute(c)
-        .await)
-    .map(|n| n > 0)
 }
 
 /// The live key with this hash.

@@ -27,15 +27,6 @@ pub struct WebhookFilter {
     pub limit: i64,
 }
 
-/// Inserts a webhook and returns it as stored.
-pub async fn insert_webhook(conn: &mut DbConn, row: &NewWebhookRow) -> QueryResult<WebhookRow> {
-    with_conn!(conn, c => diesel::insert_into(w::table)
-        .values(row)
-        .returning(WebhookRow::as_returning())
-        .get_result(c)
-        .await)
-}
-
 /// One webhook that is not deleted.
 pub async fn find_webhook(conn: &mut DbConn, id: i64) -> QueryResult<Option<WebhookRow>> {
     with_conn!(conn, c => w::table
@@ -77,37 +68,11 @@ pub async fn all_webhooks(conn: &mut DbConn) -> QueryResult<Vec<WebhookRow>> {
         .await)
 }
 
-/// Applies a partial update; None when the webhook does not exist.
-pub async fn update_webhook(
-    conn: &mut DbConn,
-    id: i64,
-    changes: &WebhookChanges,
-) -> QueryResult<Option<WebhookRow>> {
-    with_conn!(conn, c => diesel::update(w::table.filter(w::webhook_id.eq(id)).filter(w::deleted_at.is_null()))
-        .set(changes)
-        .returning(WebhookRow::as_returning())
-        .get_result(c)
-        .await
-        .optional())
-}
-
 /// Read-modify-write of one webhook under a write lock (PostgreSQL `SELECT ... FOR UPDATE`, SQLite
-/// `BEGIN IMMEDIATE`): `change` sees the row as it is and no other writer can slip in between, so
-/// concurrent calls (two secret rotations) apply one after the other. None when it does not exist.
-pub async fn update_webhook_with<E, F>(
-    conn: &mut DbConn,
-    id: i64,
-    change: F,
-) -> Result<Option<WebhookRow>, E>
-where
-    E: From<diesel::result::Error> + Send + 'static,
-    F: FnOnce(WebhookRow) -> Result<WebhookChanges, E> + Send + 'static,
-{
-    update_webhook_audited(conn, id, move |row| change(row).map(Some), |_, _| None).await
-}
-
-/// [`update_webhook_with`] that also writes the change's audit entry in the same transaction.
-/// `change` answering None writes nothing (the row is answered as it is).
+/// `BEGIN IMMEDIATE`), with the change's audit entry in the same transaction: `change` sees the row
+/// as it is and no other writer can slip in between, so concurrent calls (two secret rotations)
+/// apply one after the other. `change` answering None writes nothing (the row is answered as it
+/// is); None when the webhook does not exist.
 pub async fn update_webhook_audited<E, F, A>(
     conn: &mut DbConn,
     id: i64,
@@ -204,12 +169,8 @@ pub async fn insert_webhook_audited(
     }).await)
 }
 
-/// Soft-deletes a webhook and cancels its deliveries that are not final; false when it did not exist.
-pub async fn delete_webhook(conn: &mut DbConn, id: i64, now: NaiveDateTime) -> QueryResult<bool> {
-    delete_webhook_audited(conn, id, now, None).await
-}
-
-/// [`delete_webhook`] that also records `entry` in the same transaction when it deleted.
+/// Soft-deletes a webhook, cancels its deliveries that are not final and records `entry`, in one
+/// transaction; false when it did not exist.
 pub async fn delete_webhook_audited(
     conn: &mut DbConn,
     id: i64,
