@@ -85,6 +85,13 @@ pub struct Settings {
           num_args = 0..=1, default_missing_value = "true",
           value_parser = clap::builder::BoolishValueParser::new())]
     pub validate_events: bool,
+    /// This node's name in a cluster (`[A-Za-z0-9_.:-]`, 1–128 chars); default `<hostname>-<pid>`.
+    #[arg(long, env = "BEEMA_NODE_ID", global = true, value_parser = parse_node_id)]
+    pub node_id: Option<String>,
+    /// How long a node's ownership of its webhooks outlives its last heartbeat (1000–300000 ms).
+    #[arg(long, env = "BEEMA_LEASE_TTL_MS", global = true, default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1000..=300_000))]
+    pub lease_ttl_ms: u64,
     /// Log format (the log filter itself is `RUST_LOG`, default `info`).
     #[arg(long, env = "BEEMA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
@@ -136,6 +143,46 @@ fn setting_env(e: &clap::Error) -> Option<String> {
         .find(|a| a.get_long() == Some(long))?
         .get_env()?;
     Some(env.to_string_lossy().into_owned())
+}
+
+/// A node id: 1–128 characters of `[A-Za-z0-9_.:-]`.
+pub fn parse_node_id(s: &str) -> Result<String, String> {
+    let ok = (1..=128).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'));
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "`{s}` is not a node id: 1 to 128 characters of A-Z, a-z, 0-9, `_`, `.`, `:` and `-`"
+        ))
+    }
+}
+
+/// `<hostname>-<pid>`, the default node id; characters a node id may not hold become `-`.
+pub fn default_node_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "node".to_string());
+    let host: String = host
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(100)
+        .collect();
+    let host = if host.is_empty() {
+        "node".to_string()
+    } else {
+        host
+    };
+    format!("{host}-{}", std::process::id())
 }
 
 /// Parses a comma-separated list of CIDRs (`BEEMA_ALLOWED_TARGET_CIDRS`). Entries are trimmed,

@@ -123,6 +123,10 @@ pub struct Config {
     pub tuning: Tuning,
     /// Check published events against their type's schema (`BEEMA_VALIDATE_EVENTS`).
     pub validate_events: bool,
+    /// This node's name in a cluster (`BEEMA_NODE_ID`).
+    pub node_id: String,
+    /// How long ownership outlives the last heartbeat (`BEEMA_LEASE_TTL_MS`).
+    pub lease_ttl: Duration,
 }
 
 impl Config {
@@ -147,6 +151,11 @@ impl Config {
             json_logs: s.log_format == LogFormat::Json,
             tuning: Tuning::default(),
             validate_events: s.validate_events,
+            node_id: s
+                .node_id
+                .clone()
+                .unwrap_or_else(crate::cli::default_node_id),
+            lease_ttl: Duration::from_millis(s.lease_ttl_ms),
         };
         config.check_exposure()?;
         Ok(config)

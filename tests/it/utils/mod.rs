@@ -135,6 +135,8 @@ pub fn test_config(db: &TestDb) -> Config {
             ..Tuning::default()
         },
         validate_events: true,
+        node_id: format!("it-{}", uuid::Uuid::new_v4().simple()),
+        lease_ttl: Duration::from_secs(10),
     }
 }
 
