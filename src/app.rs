@@ -15,6 +15,8 @@ use anyhow::Context as _;
 use crate::actors::{Dispatcher, OpsEmitter, StartParams};
 use crate::api::{self, AppState};
 use crate::catalog::SchemaCache;
+use crate::cluster::runtime::ClusterRuntime;
+use crate::cluster::Cluster;
 use crate::config::{Config, DatabaseUrl};
 use crate::db::models::{StoredWebhookError, WebhookChanges, WebhookRow};
 use crate::db::store::{deliveries, event_types, webhooks};
@@ -63,6 +65,8 @@ pub async fn run(
         .filter_map(|row| row.into_webhook(&cipher).ok())
         .collect();
     ops.disabled_at_start(&announced);
+    let clustered = matches!(config.database, DatabaseUrl::Postgres(_));
+    let cluster = Cluster::new(config.node_id.clone(), config.lease_ttl, clustered);
     let dispatcher = Dispatcher::start(StartParams {
         db: pool.clone(),
         metrics: metrics.clone(),
@@ -75,9 +79,24 @@ pub async fn run(
         webhooks: hooks,
         with_backlog,
         ops,
+        cluster: cluster.clone(),
     });
     let intake = Intake::start(pool.clone(), dispatcher.clone(), metrics.clone());
     let ops_task = crate::ops::start(ops_rx, dispatcher.clone(), intake.clone());
+    let runtime = match &config.database {
+        DatabaseUrl::Postgres(url) => Some(
+            ClusterRuntime::start(
+                cluster,
+                pool.clone(),
+                url.clone(),
+                dispatcher.clone(),
+                cipher.clone(),
+            )
+            .await
+            .context("joining the cluster")?,
+        ),
+        DatabaseUrl::Sqlite(_) => None,
+    };
     let draining = Arc::new(AtomicBool::new(false));
     let config = Arc::new(config);
     let state = web::Data::new(AppState {
@@ -89,6 +108,7 @@ pub async fn run(
         cipher,
         draining: draining.clone(),
         schemas,
+        cluster: runtime.clone(),
     });
     let server = HttpServer::new(move || {
         App::new()
@@ -109,7 +129,16 @@ pub async fn run(
     let handle = server.handle();
     let server_task = actix_web::rt::spawn(server);
     tracing::info!(listen = %config.listen, "beema-webhooks is serving");
-    shutdown.await;
+    let replaced = async {
+        match &runtime {
+            Some(r) => r.replaced().await,
+            None => std::future::pending().await,
+        }
+    };
+    let taken_over = tokio::select! {
+        _ = shutdown => false,
+        _ = replaced => true,
+    };
 
     tracing::info!("shutting down: intake closed, draining in-flight attempts");
     draining.store(true, Ordering::Relaxed);
@@ -117,6 +146,15 @@ pub async fn run(
     let _ = server_task.await;
     dispatcher.shutdown(config.tuning.drain_timeout).await;
     ops_task.abort();
+    if taken_over {
+        anyhow::bail!(
+            "node id {} was taken over by another process",
+            config.node_id
+        );
+    }
+    if let Some(r) = &runtime {
+        r.leave().await;
+    }
     tracing::info!("shutdown complete");
     Ok(())
 }
@@ -214,7 +252,7 @@ async fn load_schemas(pool: &DbPool, database: &DatabaseUrl) -> anyhow::Result<A
 /// and the server restarted (the API answers 500 naming the column, and can delete it). A secret
 /// that does not open fails the start: that is a wrong `BEEMA_SECRET_KEY`, which concerns every
 /// webhook.
-fn usable_webhooks(
+pub fn usable_webhooks(
     rows: Vec<WebhookRow>,
     cipher: &SecretCipher,
 ) -> Result<Vec<Arc<Webhook>>, SecretError> {

@@ -225,10 +225,11 @@ async fn commit(ctx: &IntakeCtx, events: Vec<NewEvent>) -> Result<Vec<CommittedE
         .collect();
     let window_start = (Utc::now() - chrono::Duration::hours(IDEMPOTENCY_WINDOW_HOURS)).naive_utc();
     let db = ctx.db.clone();
+    let cluster = ctx.dispatcher.cluster().clone();
     // Spawned as its own task so that a commit in progress is never dropped half-way.
     let committed = tokio::spawn(async move {
         let mut conn = db.write().await.map_err(|e| e.to_string())?;
-        commit_events(&mut conn, pending, window_start)
+        commit_events(&mut conn, pending, window_start, |id| !cluster.owns(id))
             .await
             .map_err(|e| e.to_string())
     })

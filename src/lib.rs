@@ -28,6 +28,7 @@ pub mod api;
 pub mod app;
 pub mod catalog;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod console;
 pub mod db;

@@ -31,6 +31,10 @@ pub struct Metrics {
     pub queue_oldest_age: IntGauge,
     /// Outcomes handed to the recorder and not yet written (set at scrape time).
     pub recorder_pending: IntGauge,
+    /// Live nodes of the cluster as this node sees them (set at scrape time; 1 on SQLite).
+    pub cluster_nodes: IntGauge,
+    /// Webhooks this node owns (set at scrape time; every webhook on SQLite).
+    pub owned_webhooks: IntGauge,
 }
 
 impl Metrics {
@@ -91,6 +95,14 @@ impl Metrics {
             "Outcomes handed to the recorder and not yet written",
         )
         .expect("valid metric");
+        let cluster_nodes = IntGauge::new(
+            "beema_cluster_nodes",
+            "Live nodes of the cluster, as this node sees them",
+        )
+        .expect("valid metric");
+        cluster_nodes.set(1);
+        let owned_webhooks =
+            IntGauge::new("beema_owned_webhooks", "Webhooks this node owns").expect("valid metric");
         for s in DeliveryStatus::ALL.into_iter().filter(|s| !s.is_open()) {
             deliveries.with_label_values(&[s.as_str()]);
         }
@@ -110,6 +122,8 @@ impl Metrics {
             events_accepted,
             queue_oldest_age,
             recorder_pending,
+            cluster_nodes,
+            owned_webhooks,
         };
         m.register_all();
         m
@@ -128,6 +142,8 @@ impl Metrics {
             Box::new(self.events_accepted.clone()),
             Box::new(self.queue_oldest_age.clone()),
             Box::new(self.recorder_pending.clone()),
+            Box::new(self.cluster_nodes.clone()),
+            Box::new(self.owned_webhooks.clone()),
         ];
         for c in all {
             r.register(c).expect("metric names are unique");
@@ -169,6 +185,8 @@ mod tests {
             "beema_actor_restarts_total",
             "beema_queue_oldest_age_seconds",
             "beema_recorder_pending",
+            "beema_cluster_nodes",
+            "beema_owned_webhooks",
         ] {
             assert!(text.contains(name), "{name} missing");
         }

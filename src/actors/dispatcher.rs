@@ -7,14 +7,16 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use super::messages::{Dispatch, Drain, Job, Outcome, Remove, Upsert};
+use super::messages::{Disown, Dispatch, Drain, Job, Outcome, Own, Page, Reload, Remove, Upsert};
 use super::recorder::{self, RecorderHandle};
 use super::registry::{Registry, SharedRegistry};
 use super::router::Router;
-use super::status::HealthView;
+use super::status::{HealthView, OwnerSnapshot};
 use super::{StartParams, WebhookDeps};
+use crate::cluster::Cluster;
 use crate::db::store::deliveries;
 use crate::db::{DbPool, PoolError};
+use crate::delivery::breaker::BreakerSnapshot;
 use crate::delivery::breaker::CircuitState;
 use crate::domain::ops::{receives_ops, OPS_ALL, OPS_TENANT};
 use crate::domain::Webhook;
@@ -68,6 +70,8 @@ struct Inner {
     /// Threads of the webhook actors and the recorder: taken (and joined) by
     /// [`Dispatcher::shutdown`].
     arbiters: Mutex<Vec<Arbiter>>,
+    /// Which webhooks this node runs.
+    cluster: Cluster,
 }
 
 impl Dispatcher {
@@ -110,8 +114,15 @@ impl Dispatcher {
             .clamp(1, 8);
         let mut arbiters: Vec<Arbiter> = (0..workers).map(|_| Arbiter::new()).collect();
         let handles = arbiters.iter().map(|a| a.handle()).collect();
-        let router =
-            Router::new(registry.clone(), deps, handles, p.webhooks, p.with_backlog).start();
+        let router = Router::new(
+            registry.clone(),
+            deps,
+            handles,
+            p.webhooks,
+            p.with_backlog,
+            p.cluster.clone(),
+        )
+        .start();
         arbiters.extend(recorder_arbiter);
         Self {
             inner: Arc::new(Inner {
@@ -120,6 +131,7 @@ impl Dispatcher {
                 registry,
                 db: p.db,
                 arbiters: Mutex::new(arbiters),
+                cluster: p.cluster,
             }),
         }
     }
@@ -182,6 +194,77 @@ impl Dispatcher {
         hooks.sort_by_key(|w| w.id);
         hooks.dedup_by_key(|w| w.id);
         hooks
+    }
+
+    /// This node's place in the cluster.
+    pub fn cluster(&self) -> &Cluster {
+        &self.inner.cluster
+    }
+
+    /// Every webhook in the registry (enabled or not).
+    pub fn webhook_ids(&self) -> Vec<i64> {
+        self.registry().ids()
+    }
+
+    /// How many webhooks run here: every one on SQLite, the owned ones in a cluster.
+    pub fn owned_count(&self) -> usize {
+        if self.inner.cluster.is_clustered() {
+            self.inner.cluster.owned_count()
+        } else {
+            self.registry().ids().len()
+        }
+    }
+
+    /// This node took a webhook over: its actor starts and pages in everything open.
+    pub async fn own(&self, webhook_id: i64, epoch: i64, breaker: Option<BreakerSnapshot>) {
+        let _ = self
+            .inner
+            .router
+            .send(Own {
+                webhook_id,
+                epoch,
+                breaker,
+            })
+            .await;
+    }
+
+    /// Stops the actors of `ids` (each after its attempts in flight, at most `drain`), then
+    /// writes every outcome; answers their last health snapshots, in the order of `ids`.
+    pub async fn disown(&self, ids: &[i64], drain: Duration) -> Vec<Option<String>> {
+        if ids.is_empty() {
+            return Vec::new();
+        }
+        let snapshots = self
+            .inner
+            .router
+            .send(Disown {
+                ids: ids.to_vec(),
+                drain,
+            })
+            .await
+            .unwrap_or_else(|_| vec![None; ids.len()]);
+        self.inner.recorder.flush().await;
+        snapshots
+    }
+
+    /// The actors of `ids` page in from the database (new deliveries committed elsewhere).
+    pub fn page(&self, ids: &[i64]) {
+        if !ids.is_empty() {
+            self.inner.router.do_send(Page(ids.to_vec()));
+        }
+    }
+
+    /// Health snapshots (JSON) of `ids` as this node knows them, in order.
+    pub fn snapshots(&self, ids: &[i64]) -> Vec<Option<String>> {
+        let reg = self.registry();
+        ids.iter()
+            .map(|id| reg.entry(*id).map(|(_, status)| status.snapshot(*id)))
+            .collect()
+    }
+
+    /// Makes the registry exactly `webhooks` (after the cluster listener reconnected).
+    pub async fn reload(&self, webhooks: Vec<Arc<Webhook>>) -> Result<(), DispatchError> {
+        Ok(self.inner.router.send(Reload(webhooks)).await?)
     }
 
     /// One live webhook as the runtime knows it.
@@ -286,12 +369,49 @@ impl Dispatcher {
         let ids: Vec<i64> = entries.iter().map(|(w, _)| w.id).collect();
         let mut conn = self.inner.db.read().await?;
         let counts = deliveries::open_counts(&mut conn, &ids).await?;
+        let cluster = &self.inner.cluster;
+        let remote: Vec<i64> = ids
+            .iter()
+            .copied()
+            .filter(|id| !cluster.owns(*id))
+            .collect();
+        let mut elsewhere = if remote.is_empty() {
+            Default::default()
+        } else if let crate::db::DbConn::Pg(c) = &mut conn {
+            crate::db::store::cluster::health_of(c, &remote)
+                .await?
+                .into_iter()
+                .map(|r| {
+                    (
+                        r.webhook_id,
+                        (r.owner, OwnerSnapshot::parse(r.health.as_deref())),
+                    )
+                })
+                .collect()
+        } else {
+            std::collections::HashMap::new()
+        };
         drop(conn);
         Ok(entries
             .into_iter()
             .map(|(w, status)| {
                 let open = counts.get(&w.id).copied().unwrap_or(0).max(0) as u64;
-                let mut v = status.view(w.id, w.rate_limit, 0);
+                let mut v = if cluster.owns(w.id) {
+                    let mut v = status.view(w.id, w.rate_limit, 0);
+                    v.node = Some(cluster.node_id().to_string());
+                    v
+                } else {
+                    // Owned elsewhere: the owner's published snapshot, or an empty view.
+                    let (owner, snap) = elsewhere.remove(&w.id).unwrap_or((None, None));
+                    let mut v = match snap {
+                        Some(s) => s.view,
+                        None => super::status::WebhookStatus::default().view(w.id, None, 0),
+                    };
+                    v.webhook_id = w.id;
+                    v.rate_limit = w.rate_limit;
+                    v.node = owner;
+                    v
+                };
                 v.queue.pending = open.saturating_sub(v.queue.in_flight);
                 v
             })

@@ -162,6 +162,9 @@ pub struct Outcome {
     /// The body a `transform` produced on this send, with the id it went out under (the delivery,
     /// or its batch): kept in the same transaction, for the delivery log.
     pub transformed: Option<(String, Arc<str>)>,
+    /// (webhook id, lease epoch) of the owner that made the attempt (PostgreSQL): written only
+    /// while the lease still has that epoch, so a node that lost the webhook records nothing.
+    pub fence: Option<(i64, i64)>,
 }
 
 impl Outcome {
@@ -177,6 +180,7 @@ impl Outcome {
             delivery_id,
             update: DeliveryUpdate::closed(status, reason, attempt_number, Utc::now()),
             transformed: None,
+            fence: None,
         }
     }
 }
@@ -186,6 +190,44 @@ impl Outcome {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Record(pub Outcome);
+
+/// This node took a webhook over (PostgreSQL): start its actor, which pages in everything open.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Own {
+    /// The webhook.
+    pub webhook_id: i64,
+    /// The lease epoch its outcomes are fenced with.
+    pub epoch: i64,
+    /// The breaker as the previous owner left it.
+    pub breaker: Option<crate::delivery::breaker::BreakerSnapshot>,
+}
+
+/// This node gives webhooks up: their actors start nothing more, finish what is in flight (at
+/// most `drain`), and stop; answers their last health snapshots, in the order of `ids`.
+#[derive(Message)]
+#[rtype(result = "Vec<Option<String>>")]
+pub struct Disown {
+    /// The webhooks.
+    pub ids: Vec<i64>,
+    /// Longest wait for attempts in flight.
+    pub drain: std::time::Duration,
+}
+
+/// The database has new or re-opened deliveries for these webhooks: their actors page them in.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Page(pub Vec<i64>);
+
+/// To one webhook actor: page in from the database.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PageIn;
+
+/// The registry as the database has it now: every webhook, the rest are gone.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Reload(pub Vec<std::sync::Arc<crate::domain::Webhook>>);
 
 /// Write everything handed so far; answers when it is durable.
 #[derive(Message)]

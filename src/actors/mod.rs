@@ -62,4 +62,6 @@ pub struct StartParams {
     pub with_backlog: HashSet<i64>,
     /// Where operational facts (README, Operational events) go.
     pub ops: OpsEmitter,
+    /// Which webhooks run on this node.
+    pub cluster: crate::cluster::Cluster,
 }

@@ -6,6 +6,7 @@
 //! too): webhook actors pause while it is high, which keeps memory bounded when the database is
 //! slow or away, and the recorder wakes them once it has caught up.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -241,11 +242,22 @@ async fn write_once(db: &DbPool, rows: &[Outcome]) -> Result<(), WriteError> {
         .filter_map(|o| o.transformed.clone())
         .map(|(id, body)| (id, body.to_string()))
         .collect();
+    let mut fences: HashMap<(i64, i64), Vec<String>> = HashMap::new();
+    for o in rows {
+        if let Some(f) = o.fence {
+            fences.entry(f).or_default().push(o.delivery_id.clone());
+        }
+    }
+    let fences = fences
+        .into_iter()
+        .map(|((w, e), ids)| (w, e, ids))
+        .collect();
     let mut conn = db
         .write()
         .await
         .map_err(|e| WriteError::Unavailable(e.to_string()))?;
-    with_conn!(&mut conn, c => c.write_outcomes(attempts, updates, bodies).await).map_err(classify)
+    with_conn!(&mut conn, c => c.write_outcomes(attempts, updates, bodies, fences).await)
+        .map_err(classify)
 }
 
 fn classify(e: diesel::result::Error) -> WriteError {
@@ -341,6 +353,7 @@ mod tests {
                     delivery_id: format!("d{i}"),
                     update: DeliveryUpdate::closed(DeliveryStatus::Cancelled, "test", 0, now),
                     transformed: None,
+                    fence: None,
                 });
             }
             // The recorder has not run yet: all three are still in its mailbox.

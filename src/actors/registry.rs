@@ -36,6 +36,23 @@ impl Registry {
             .clone()
     }
 
+    /// The status cell of a webhook (made when missing).
+    pub fn status(&mut self, id: i64) -> Arc<WebhookStatus> {
+        self.statuses.entry(id).or_default().clone()
+    }
+
+    /// A new, empty status cell for a webhook (its counts start again).
+    pub fn fresh_status(&mut self, id: i64) -> Arc<WebhookStatus> {
+        let cell = Arc::new(WebhookStatus::default());
+        self.statuses.insert(id, cell.clone());
+        cell
+    }
+
+    /// Every webhook id.
+    pub fn ids(&self) -> Vec<i64> {
+        self.webhooks.keys().copied().collect()
+    }
+
     /// Forgets a webhook.
     pub fn remove(&mut self, id: i64) {
         self.unindex(id);

@@ -13,10 +13,12 @@ use super::webhook::WebhookActor;
 use super::WebhookDeps;
 use serde_json::json;
 
+use crate::cluster::Cluster;
 use crate::db::models::{WebhookChanges, WebhookRow};
 use crate::db::store::audit::NewAuditEntry;
 use crate::db::store::webhooks::update_webhook_audited;
 use crate::db::DbPool;
+use crate::delivery::breaker::BreakerSnapshot;
 use crate::domain::audit;
 use crate::domain::{DeliveryStatus, Webhook};
 
@@ -29,6 +31,8 @@ pub struct Router {
     arbiters: Vec<ArbiterHandle>,
     /// Webhooks to start at boot, and which of them have deliveries waiting in the database.
     boot: Option<(Vec<Arc<Webhook>>, HashSet<i64>)>,
+    /// Which webhooks run here: all of them on SQLite, the owned ones on PostgreSQL.
+    cluster: Cluster,
 }
 
 impl Router {
@@ -39,6 +43,7 @@ impl Router {
         arbiters: Vec<ArbiterHandle>,
         webhooks: Vec<Arc<Webhook>>,
         with_backlog: HashSet<i64>,
+        cluster: Cluster,
     ) -> Self {
         Self {
             registry,
@@ -46,6 +51,7 @@ impl Router {
             actors: HashMap::new(),
             arbiters,
             boot: Some((webhooks, with_backlog)),
+            cluster,
         }
     }
 
@@ -54,19 +60,41 @@ impl Router {
         webhook: Arc<Webhook>,
         backlog: bool,
         me: Recipient<DisabledByReceiver>,
+        lease: Option<(i64, Option<BreakerSnapshot>)>,
     ) {
         let id = webhook.id;
-        let status = self
-            .registry
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .upsert(webhook.clone());
+        let status = {
+            let mut registry = self.registry.write().unwrap_or_else(|p| p.into_inner());
+            registry.upsert(webhook.clone());
+            if lease.is_some() {
+                // Health counts from when this node took the webhook over.
+                registry.fresh_status(id)
+            } else {
+                registry.status(id)
+            }
+        };
         let deps = self.deps.clone();
         let arbiter = &self.arbiters[(id.unsigned_abs() as usize) % self.arbiters.len()];
         let addr = Supervisor::start_in_arbiter(arbiter, move |_| {
-            WebhookActor::new(webhook, deps, me, status, backlog)
+            WebhookActor::new(webhook, deps, me, status, backlog, lease)
         });
         self.actors.insert(id, addr);
+    }
+
+    /// Deliveries committed for webhooks whose actor is not here: the owner hears of them.
+    fn forward(&self, ids: Vec<i64>) {
+        let db = self.deps.db.clone();
+        tokio::spawn(async move {
+            let Ok(mut conn) = db.write().await else {
+                return; // the owner pages them in on its next reload
+            };
+            if let crate::db::DbConn::Pg(c) = &mut conn {
+                use crate::db::store::cluster::{id_payloads, Notify, DELIVERIES_CHANNEL};
+                for payload in id_payloads(&ids) {
+                    let _ = c.notify(DELIVERIES_CHANNEL, payload).await;
+                }
+            }
+        });
     }
 
     fn cancel_orphans(&self, jobs: Vec<Job>) {
@@ -88,8 +116,16 @@ impl Actor for Router {
         if let Some((webhooks, backlog)) = self.boot.take() {
             let me = ctx.address().recipient();
             for w in webhooks {
+                if self.cluster.is_clustered() {
+                    // Actors start as leases are claimed.
+                    self.registry
+                        .write()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .upsert(w);
+                    continue;
+                }
                 let has_backlog = backlog.contains(&w.id);
-                self.spawn_actor(w, has_backlog, me.clone());
+                self.spawn_actor(w, has_backlog, me.clone(), None);
             }
         }
     }
@@ -108,7 +144,106 @@ impl Handler<Upsert> for Router {
                     .upsert(webhook.clone());
                 addr.do_send(Configure(webhook));
             }
-            None => self.spawn_actor(webhook, false, ctx.address().recipient()),
+            None if self.cluster.is_clustered() => {
+                self.registry
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .upsert(webhook);
+            }
+            None => self.spawn_actor(webhook, false, ctx.address().recipient(), None),
+        }
+    }
+}
+
+impl Handler<Own> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: Own, ctx: &mut Self::Context) {
+        let webhook = self
+            .registry
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(msg.webhook_id);
+        let Some(webhook) = webhook else { return };
+        if let Some(old) = self.actors.remove(&msg.webhook_id) {
+            old.do_send(Retire);
+        }
+        let lease = Some((msg.epoch, msg.breaker));
+        self.spawn_actor(webhook, true, ctx.address().recipient(), lease);
+    }
+}
+
+impl Handler<Disown> for Router {
+    type Result = ResponseFuture<Vec<Option<String>>>;
+
+    fn handle(&mut self, msg: Disown, _: &mut Self::Context) -> Self::Result {
+        let addrs: Vec<(i64, Option<Addr<WebhookActor>>)> = msg
+            .ids
+            .iter()
+            .map(|id| (*id, self.actors.remove(id)))
+            .collect();
+        let registry = self.registry.clone();
+        let deadline = tokio::time::Instant::now() + msg.drain;
+        Box::pin(async move {
+            // Every actor stops starting attempts first; then their attempts in flight finish.
+            for (_, addr) in &addrs {
+                if let Some(a) = addr {
+                    let _ = a.send(Drain).await;
+                }
+            }
+            for (_, addr) in &addrs {
+                let Some(a) = addr else { continue };
+                while a.send(Drain).await.unwrap_or(0) > 0 && tokio::time::Instant::now() < deadline
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+                let _ = a.send(Retire).await;
+            }
+            let registry = registry.read().unwrap_or_else(|p| p.into_inner());
+            addrs
+                .iter()
+                .map(|(id, _)| registry.entry(*id).map(|(_, status)| status.snapshot(*id)))
+                .collect()
+        })
+    }
+}
+
+impl Handler<Page> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: Page, _: &mut Self::Context) {
+        for id in msg.0 {
+            if let Some(a) = self.actors.get(&id) {
+                a.do_send(PageIn);
+            }
+        }
+    }
+}
+
+impl Handler<Reload> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: Reload, ctx: &mut Self::Context) {
+        let keep: HashSet<i64> = msg.0.iter().map(|w| w.id).collect();
+        let gone: Vec<i64> = self
+            .registry
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .ids()
+            .into_iter()
+            .filter(|id| !keep.contains(id))
+            .collect();
+        for id in gone {
+            self.registry
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(id);
+            if let Some(a) = self.actors.remove(&id) {
+                a.do_send(Retire);
+            }
+        }
+        for w in msg.0 {
+            <Self as Handler<Upsert>>::handle(self, Upsert(w), ctx);
         }
     }
 }
@@ -139,14 +274,20 @@ impl Handler<Dispatch> for Router {
         for (id, job) in msg.jobs {
             per_webhook.entry(id).or_default().push(job);
         }
+        let mut elsewhere = Vec::new();
         for (id, jobs) in per_webhook {
             match self.actors.get(&id) {
                 Some(addr) => addr.do_send(Enqueue {
                     jobs,
                     force: msg.force,
                 }),
+                // "No actor here" means "owned elsewhere" in a cluster, unless it is gone.
+                None if self.cluster.is_clustered() && self.is_known(id) => elsewhere.push(id),
                 None => self.cancel_orphans(jobs),
             }
+        }
+        if !elsewhere.is_empty() {
+            self.forward(elsewhere);
         }
     }
 }
@@ -185,6 +326,12 @@ impl Handler<DisabledByReceiver> for Router {
 }
 
 impl Router {
+    /// True when the registry holds the webhook.
+    fn is_known(&self, id: i64) -> bool {
+        let registry = self.registry.read().unwrap_or_else(|p| p.into_inner());
+        registry.get(id).is_some()
+    }
+
     /// True when the registry holds the webhook as disabled.
     fn is_disabled(&self, id: i64) -> bool {
         let registry = self.registry.read().unwrap_or_else(|p| p.into_inner());

@@ -4,10 +4,10 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::delivery::breaker::{CircuitBreaker, CircuitState};
+use crate::delivery::breaker::{BreakerSnapshot, CircuitBreaker, CircuitState};
 use crate::domain::RateLimit;
 
 /// Latencies kept for the percentiles.
@@ -24,6 +24,8 @@ struct StatusInner {
     actor: ActorState,
     restarts: u32,
     circuit: CircuitView,
+    /// What moves with the webhook to its next owner.
+    breaker: BreakerSnapshot,
     in_flight: usize,
     last_success_at: Option<DateTime<Utc>>,
     last_failure_at: Option<DateTime<Utc>>,
@@ -57,7 +59,7 @@ impl ActorState {
 }
 
 /// The breaker as health shows it.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct CircuitView {
     /// closed | open | half_open
     pub state: String,
@@ -78,21 +80,21 @@ impl Default for CircuitView {
 }
 
 /// `queue` of the health view.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct QueueView {
     pub pending: u64,
     pub in_flight: u64,
 }
 
 /// `latency_ms` of the health view.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct LatencyView {
     pub p50: u64,
     pub p99: u64,
 }
 
 /// `stats` of the health view.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct StatsView {
     /// Deliveries that succeeded.
     pub delivered: u64,
@@ -104,7 +106,7 @@ pub struct StatsView {
 }
 
 /// `GET /api/webhooks/{id}/health`.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct HealthView {
     pub webhook_id: i64,
     /// running | restarting | stopped
@@ -117,6 +119,8 @@ pub struct HealthView {
     pub last_failure_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
     pub stats: StatsView,
+    /// The node that owns the webhook (None while none does, during a take-over).
+    pub node: Option<String>,
 }
 
 impl WebhookStatus {
@@ -146,7 +150,8 @@ impl WebhookStatus {
                 consecutive_failures: b.consecutive_failures(),
                 opened_at: b.opened_at(),
                 retry_at: b.retry_at(),
-            }
+            };
+            s.breaker = b.snapshot();
         });
     }
 
@@ -221,7 +226,18 @@ impl WebhookStatus {
                     p99: percentile(&sorted, 99),
                 },
             },
+            node: None,
         }
+    }
+
+    /// What other nodes answer health from, and the next owner resumes the breaker from (JSON).
+    pub fn snapshot(&self, webhook_id: i64) -> String {
+        let breaker = self.with(|s| s.breaker.clone());
+        serde_json::to_string(&OwnerSnapshot {
+            view: self.view(webhook_id, None, 0),
+            breaker,
+        })
+        .unwrap_or_default()
     }
 }
 
@@ -257,5 +273,21 @@ mod tests {
         assert_eq!(v.stats.attempts, 2);
         assert_eq!(v.stats.delivered, 1);
         assert_eq!(v.last_error.as_deref(), Some("HTTP 500"));
+    }
+}
+
+/// A webhook's health and breaker as its owner publishes them to its lease.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OwnerSnapshot {
+    /// Health as the owner sees it (`queue.pending` is counted by the reader).
+    pub view: HealthView,
+    /// The breaker, for the next owner.
+    pub breaker: BreakerSnapshot,
+}
+
+impl OwnerSnapshot {
+    /// Parses a published snapshot; None when absent or unreadable.
+    pub fn parse(json: Option<&str>) -> Option<Self> {
+        serde_json::from_str(json?).ok()
     }
 }

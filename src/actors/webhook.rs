@@ -22,7 +22,7 @@ use super::status::{ActorState, WebhookStatus};
 use super::WebhookDeps;
 use crate::db::models::DeliveryRow;
 use crate::db::store::sent::{self, SentBodyRow};
-use crate::delivery::breaker::{CircuitBreaker, CircuitState};
+use crate::delivery::breaker::{BreakerSnapshot, CircuitBreaker, CircuitState};
 use crate::delivery::retry::{decide, random_jitter, RetryDecision};
 use crate::delivery::sender::{self, AttemptResult, Outgoing};
 use crate::domain::ops::{is_ops_type, OpsDetail, OpsFact};
@@ -64,6 +64,13 @@ pub struct WebhookActor {
     retired: bool,
     /// Batching: when the oldest plain delivery in `ready` became ready.
     batch_since: Option<DateTime<Utc>>,
+    /// PostgreSQL: the epoch of this node's lease; outcomes are written only while it holds.
+    epoch: Option<i64>,
+    /// PostgreSQL: deliveries that went final here since the last page began; their outcome may
+    /// not be written yet, so a page that still finds them open must not take them again.
+    recently_final: HashSet<String>,
+    /// The same for the page under way (written once the recorder flush before it returned).
+    final_before_page: HashSet<String>,
 }
 
 impl WebhookActor {
@@ -75,8 +82,13 @@ impl WebhookActor {
         router: Recipient<DisabledByReceiver>,
         status: Arc<WebhookStatus>,
         backlog: bool,
+        lease: Option<(i64, Option<BreakerSnapshot>)>,
     ) -> Self {
-        let breaker = CircuitBreaker::new(webhook.breaker);
+        let (epoch, resumed) = lease.map_or((None, None), |(e, b)| (Some(e), b));
+        let breaker = match &resumed {
+            Some(snap) => CircuitBreaker::restore(webhook.breaker, snap),
+            None => CircuitBreaker::new(webhook.breaker),
+        };
         let limiter = build_limiter(&webhook);
         Self {
             webhook,
@@ -100,7 +112,28 @@ impl WebhookActor {
             draining: false,
             retired: false,
             batch_since: None,
+            epoch,
+            recently_final: HashSet::new(),
+            final_before_page: HashSet::new(),
         }
+    }
+
+    /// True on PostgreSQL, where other nodes add deliveries too: pages re-scan the open queue
+    /// in commit order instead of following a cursor of ids.
+    fn rescans(&self) -> bool {
+        self.deps.db.is_pg()
+    }
+
+    /// A delivery is final here (or handed back to the database): no longer held.
+    fn forget(&mut self, delivery_id: &str) {
+        if self.known.remove(delivery_id) && self.rescans() {
+            self.recently_final.insert(delivery_id.to_string());
+        }
+    }
+
+    /// The fence of this actor's outcomes (PostgreSQL).
+    fn fence(&self) -> Option<(i64, i64)> {
+        self.epoch.map(|e| (self.webhook.id, e))
     }
 
     fn held(&self) -> usize {
@@ -445,18 +478,21 @@ impl WebhookActor {
                 .inc();
             let error = format!("transform: {reason}");
             self.emit_failed(&m, m.attempts_made, None, Some(&error));
-            self.deps.recorder.record(Outcome::closed(
-                m.delivery_id.clone(),
-                DeliveryStatus::Failed,
-                &error,
-                i64::from(m.attempts_made),
-            ));
+            self.deps.recorder.record(Outcome {
+                fence: self.fence(),
+                ..Outcome::closed(
+                    m.delivery_id.clone(),
+                    DeliveryStatus::Failed,
+                    &error,
+                    i64::from(m.attempts_made),
+                )
+            });
             if tracked {
-                self.known.remove(&m.delivery_id);
+                self.forget(&m.delivery_id);
             }
         }
         if tracked {
-            self.known.remove(&job.delivery_id);
+            self.forget(&job.delivery_id);
         }
     }
 
@@ -582,10 +618,12 @@ impl WebhookActor {
                 },
                 // Once per send: a batch's body is kept under the batch id.
                 transformed: transformed.take(),
+                fence: self.epoch.map(|e| (self.webhook.id, e)),
             });
             member.attempts_made += 1;
             if next_at.is_none() && tracked {
-                self.known.remove(&member.delivery_id);
+                let id = member.delivery_id.clone();
+                self.forget(&id);
             }
         }
         if !tracked {
@@ -606,7 +644,7 @@ impl WebhookActor {
                 if job.stored {
                     self.forget_body(&job.delivery_id);
                 }
-                self.known.remove(&job.delivery_id);
+                self.forget(&job.delivery_id);
             }
         }
     }
@@ -742,6 +780,9 @@ impl WebhookActor {
         }
         self.loading = true;
         self.load_again = false;
+        if self.rescans() {
+            return self.rescan(ctx);
+        }
         let limit = (window - self.held()).max(1) as i64;
         let db = self.deps.db.clone();
         let id = self.webhook.id;
@@ -774,6 +815,59 @@ impl WebhookActor {
         }));
     }
 
+    /// PostgreSQL paging: the oldest open deliveries of this webhook in commit order, skipping
+    /// those held here or gone final here. The recorder is flushed first, so that what went final
+    /// before the page began is final in the database too. An ordered webhook only takes rows below
+    /// the oldest running transaction: anything committed later sorts after them, so FIFO holds
+    /// across nodes; while newer rows wait behind a running transaction it pages again shortly.
+    fn rescan(&mut self, ctx: &mut Context<Self>) {
+        let window = self.deps.tuning.window;
+        let fetch = (self.held() + (window - self.held()).max(1)) as i64;
+        self.final_before_page = std::mem::take(&mut self.recently_final);
+        let (db, recorder) = (self.deps.db.clone(), self.deps.recorder.clone());
+        let (id, ordered) = (self.webhook.id, self.webhook.ordered);
+        let task = tokio::spawn(async move {
+            recorder.flush().await;
+            let mut conn = db.read().await.map_err(|e| e.to_string())?;
+            let page = crate::db::store::deliveries::load_queue(&mut conn, id, fetch, ordered)
+                .await
+                .map_err(|e| e.to_string())?;
+            let bodies = sent::list_for_webhook(&mut conn, id)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>((page, bodies))
+        });
+        ctx.spawn(task.into_actor(self).map(move |res, act, ctx| {
+            act.loading = false;
+            match res {
+                Ok(Ok(((rows, held_back), bodies))) => act.guarded(ctx, |a, c| {
+                    let full = rows.len() as i64 >= fetch;
+                    let fresh: Vec<_> = rows
+                        .into_iter()
+                        .filter(|(r, _)| {
+                            !a.known.contains(&r.delivery_id)
+                                && !a.final_before_page.contains(&r.delivery_id)
+                                && !a.recently_final.contains(&r.delivery_id)
+                        })
+                        .collect();
+                    a.final_before_page.clear();
+                    a.take_loaded(fresh, bodies, i64::MAX);
+                    a.backlog = full || a.load_again;
+                    if held_back && !a.backlog {
+                        a.backlog = true;
+                        c.run_later(Duration::from_millis(10), |a, c| a.guarded(c, |a, c| a.pump(c)));
+                    }
+                    a.pump(c);
+                }),
+                other => {
+                    act.recently_final.extend(act.final_before_page.drain());
+                    tracing::warn!(webhook_id = act.webhook.id, error = ?other.err(), "paging in deliveries failed; retrying");
+                    ctx.run_later(Duration::from_secs(1), |a, c| a.guarded(c, |a, c| a.pump(c)));
+                }
+            }
+        }));
+    }
+
     fn take_loaded(
         &mut self,
         rows: Vec<(DeliveryRow, Option<String>)>,
@@ -793,12 +887,15 @@ impl WebhookActor {
         for (row, payload) in rows {
             self.cursor = Some(row.delivery_id.clone());
             let Some(payload) = payload else {
-                self.deps.recorder.record(Outcome::closed(
-                    row.delivery_id,
-                    DeliveryStatus::Failed,
-                    "event payload not found",
-                    row.attempt_number,
-                ));
+                self.deps.recorder.record(Outcome {
+                    fence: self.fence(),
+                    ..Outcome::closed(
+                        row.delivery_id,
+                        DeliveryStatus::Failed,
+                        "event payload not found",
+                        row.attempt_number,
+                    )
+                });
                 continue;
             };
             let job = Job::from_row(&row, Arc::from(payload));
@@ -863,6 +960,8 @@ impl WebhookActor {
         self.idle_check = false;
         self.client = None;
         self.batch_since = None;
+        self.recently_final.clear();
+        self.final_before_page.clear();
     }
 }
 
@@ -939,7 +1038,14 @@ impl Handler<Enqueue> for WebhookActor {
                 });
                 continue;
             }
-            if self.backlog || self.loading || self.held() >= self.deps.tuning.window {
+            // An ordered webhook on PostgreSQL takes its deliveries in commit order from the
+            // database only: one published on another node may sort before this one.
+            let in_order_from_db = self.webhook.ordered && self.rescans();
+            if in_order_from_db
+                || self.backlog
+                || self.loading
+                || self.held() >= self.deps.tuning.window
+            {
                 // It is in the database; paging will bring it in, in order.
                 self.backlog = true;
                 if self.loading {
@@ -955,6 +1061,21 @@ impl Handler<Enqueue> for WebhookActor {
                 self.cursor = Some(job.delivery_id.clone());
             }
             self.accept(job);
+        }
+        self.guarded(ctx, |a, c| a.pump(c));
+    }
+}
+
+impl Handler<PageIn> for WebhookActor {
+    type Result = ();
+
+    fn handle(&mut self, _: PageIn, ctx: &mut Self::Context) {
+        if self.retired {
+            return;
+        }
+        self.backlog = true;
+        if self.loading {
+            self.load_again = true;
         }
         self.guarded(ctx, |a, c| a.pump(c));
     }

@@ -24,7 +24,35 @@ pub fn operations() -> Vec<Op> {
         op(__path_metrics, metrics),
         op(__path_all_webhooks, all_webhooks),
         op(__path_one_webhook, one_webhook),
+        op(__path_cluster, cluster),
     ]
+}
+
+/// The live nodes and how many webhooks each owns (README, Running several nodes).
+#[utoipa::path(get, path = "/api/cluster", responses(
+    (status = 200, description = "This node and the live nodes", body = crate::cluster::ClusterView)))]
+async fn cluster(_: GlobalAdmin, st: web::Data<AppState>) -> ApiResult<HttpResponse> {
+    let view = match &st.cluster {
+        Some(runtime) => runtime
+            .view()
+            .await
+            .map_err(|e| ApiError::unavailable(format!("database: {e}")))?,
+        None => {
+            // SQLite: this process is the cluster and owns every webhook.
+            let c = st.dispatcher.cluster();
+            crate::cluster::ClusterView {
+                node: c.node_id().to_string(),
+                lease_ttl_ms: c.ttl().as_millis() as u64,
+                nodes: vec![crate::cluster::NodeView {
+                    id: c.node_id().to_string(),
+                    webhooks: st.dispatcher.owned_count() as u64,
+                    started_at: c.started_at(),
+                    heartbeat_at: chrono::Utc::now(),
+                }],
+            }
+        }
+    };
+    Ok(HttpResponse::Ok().json(view))
 }
 
 /// Liveness: 200 while the process runs.
@@ -71,6 +99,11 @@ async fn metrics(_: GlobalAdmin, st: web::Data<AppState>) -> ApiResult<HttpRespo
     st.metrics
         .circuit_open
         .set(st.dispatcher.open_circuits() as i64);
+    let cluster = st.dispatcher.cluster();
+    st.metrics.cluster_nodes.set(cluster.live_nodes() as i64);
+    st.metrics
+        .owned_webhooks
+        .set(st.dispatcher.owned_count() as i64);
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(st.metrics.render()))

@@ -52,6 +52,8 @@ pub struct AppState {
     pub draining: Arc<AtomicBool>,
     /// Compiled schemas of the event-type catalog, shared by the nodes of this process.
     pub schemas: Arc<SchemaCache>,
+    /// PostgreSQL: the tasks that keep this node in step with the others (None on SQLite).
+    pub cluster: Option<crate::cluster::runtime::ClusterRuntime>,
 }
 
 /// Every operation, in registration order: deliveries come before `/api/webhooks/{id}` so that

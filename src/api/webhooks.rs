@@ -198,6 +198,9 @@ async fn create(
     drop(conn);
     let w = stored.into_webhook(&st.cipher)?;
     st.dispatcher.upsert(Arc::new(w.clone())).await?;
+    if let Some(cluster) = &st.cluster {
+        cluster.kick(); // find it an owner now, not at the next round
+    }
     Ok(HttpResponse::Created().json(WebhookView::new(&w, true)))
 }
 
@@ -416,6 +419,10 @@ async fn delete(st: &AppState, admin: &Admin, id: i64) -> ApiResult<HttpResponse
     }
     drop(conn);
     st.dispatcher.remove(id).await?;
+    if let Some(cluster) = &st.cluster {
+        // Owned elsewhere: answered once its owner has stopped it (or its lease expired).
+        cluster.deleted(id).await;
+    }
     Ok(HttpResponse::NoContent().finish())
 }
 

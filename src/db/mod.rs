@@ -127,6 +127,11 @@ impl DbPool {
         }
     }
 
+    /// True on PostgreSQL.
+    pub fn is_pg(&self) -> bool {
+        matches!(self, DbPool::Pg(_))
+    }
+
     /// A connection for work that writes.
     pub async fn write(&self) -> Result<DbConn, PoolError> {
         match self {

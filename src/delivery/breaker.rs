@@ -33,6 +33,21 @@ impl CircuitState {
     }
 }
 
+/// What of a breaker is kept in the database, so that a new owner of the webhook resumes it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BreakerSnapshot {
+    /// Open or half-open.
+    pub open: bool,
+    /// Failures since the last success.
+    pub consecutive_failures: u32,
+    /// The cooldown of the current open period.
+    pub cooldown_ms: u64,
+    /// When it opened.
+    pub opened_at: Option<DateTime<Utc>>,
+    /// When the next probe may go.
+    pub retry_at: Option<DateTime<Utc>>,
+}
+
 /// Circuit breaker state machine for one endpoint.
 ///
 /// Closed → (threshold consecutive failures) → Open → (cooldown elapsed, probe acquired)
@@ -184,6 +199,31 @@ impl CircuitBreaker {
             self.state = CircuitState::Open;
             self.probe_in_flight = false;
         }
+    }
+
+    /// The state that moves with the webhook to its next owner (a probe in flight counts as
+    /// open: the next owner sends its own probe when due).
+    pub fn snapshot(&self) -> BreakerSnapshot {
+        BreakerSnapshot {
+            open: self.state != CircuitState::Closed,
+            consecutive_failures: self.consecutive_failures,
+            cooldown_ms: u64::try_from(self.current_cooldown.as_millis()).unwrap_or(u64::MAX),
+            opened_at: self.opened_at,
+            retry_at: self.retry_at,
+        }
+    }
+
+    /// A breaker with `cfg` that resumes `snap`, as the previous owner left it.
+    pub fn restore(cfg: BreakerSettings, snap: &BreakerSnapshot) -> Self {
+        let mut b = Self::new(cfg);
+        b.consecutive_failures = snap.consecutive_failures;
+        if snap.open {
+            b.state = CircuitState::Open;
+            b.current_cooldown = Duration::from_millis(snap.cooldown_ms).min(MAX_COOLDOWN);
+            b.opened_at = snap.opened_at;
+            b.retry_at = snap.retry_at;
+        }
+        b
     }
 
     /// While open, how long until a probe may go out (zero if already due); otherwise `None`.
@@ -452,5 +492,25 @@ mod tests {
         assert!(!b.try_acquire(t0()));
         b.on_failure(t0());
         assert_eq!(b.retry_at(), Some(t0()));
+    }
+
+    #[test]
+    fn a_snapshot_restores_the_open_period_and_the_failure_count() {
+        let cfg = BreakerSettings {
+            failure_threshold: 2,
+            cooldown_ms: 5_000,
+        };
+        let now = Utc::now();
+        let mut b = CircuitBreaker::new(cfg);
+        b.on_failure(now);
+        b.on_failure(now);
+        assert_eq!(b.state(), CircuitState::Open);
+        let moved = CircuitBreaker::restore(cfg, &b.snapshot());
+        assert_eq!(moved.state(), CircuitState::Open);
+        assert_eq!(moved.consecutive_failures(), 2);
+        assert_eq!(moved.retry_at(), b.retry_at());
+        assert_eq!(moved.opened_at(), b.opened_at());
+        let closed = CircuitBreaker::restore(cfg, &CircuitBreaker::new(cfg).snapshot());
+        assert_eq!(closed.state(), CircuitState::Closed);
     }
 }

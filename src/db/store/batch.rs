@@ -53,11 +53,14 @@ pub trait BatchWrite {
     ) -> BoxFuture<'_, QueryResult<()>>;
     /// Writes attempt rows, the resulting delivery states and the bodies transforms produced
     /// (sent id, body) in one transaction of its own. A cancelled delivery stays cancelled.
+    /// `fences` (PostgreSQL): (webhook id, lease epoch, delivery ids): those deliveries' rows are
+    /// written only while the webhook's lease still has that epoch.
     fn write_outcomes(
         &mut self,
         attempts: Vec<NewAttemptRow>,
         outcomes: Vec<(String, DeliveryOutcome)>,
         transformed: Vec<(String, String)>,
+        fences: Vec<Fence>,
     ) -> BoxFuture<'_, QueryResult<()>>;
 }
 
@@ -83,7 +86,9 @@ impl BatchWrite for SqliteConn {
         attempts: Vec<NewAttemptRow>,
         outcomes: Vec<(String, DeliveryOutcome)>,
         transformed: Vec<(String, String)>,
+        _fences: Vec<Fence>,
     ) -> BoxFuture<'_, QueryResult<()>> {
+        // One process serves a SQLite file: nobody else can own its webhooks.
         self.spawn_blocking(move |c| {
             c.immediate_transaction(|c| {
                 for row in &attempts {
@@ -124,12 +129,35 @@ impl BatchWrite for diesel_async::AsyncPgConnection {
         attempts: Vec<NewAttemptRow>,
         outcomes: Vec<(String, DeliveryOutcome)>,
         transformed: Vec<(String, String)>,
+        fences: Vec<Fence>,
     ) -> BoxFuture<'_, QueryResult<()>> {
         use diesel_async::{AsyncConnection, RunQueryDsl};
         async move {
-            let attempts = pg_attempts_insert(attempts);
-            let updates = pg_outcomes_update(latest_per_delivery(outcomes));
             self.transaction::<_, diesel::result::Error, _>(async move |c| {
+                let (mut attempts, mut outcomes) = (attempts, outcomes);
+                if !fences.is_empty() {
+                    let keys: Vec<(i64, i64)> = fences.iter().map(|f| (f.0, f.1)).collect();
+                    let held: std::collections::HashSet<i64> =
+                        crate::db::store::cluster::fenced(c, &keys)
+                            .await?
+                            .into_iter()
+                            .collect();
+                    let stale: std::collections::HashSet<String> = fences
+                        .into_iter()
+                        .filter(|f| !held.contains(&f.0))
+                        .flat_map(|f| f.2)
+                        .collect();
+                    if !stale.is_empty() {
+                        tracing::warn!(
+                            deliveries = stale.len(),
+                            "outcomes of webhooks this node no longer owns were not recorded"
+                        );
+                        attempts.retain(|a| !stale.contains(&a.delivery_id));
+                        outcomes.retain(|(id, _)| !stale.contains(id));
+                    }
+                }
+                let attempts = pg_attempts_insert(attempts);
+                let updates = pg_outcomes_update(latest_per_delivery(outcomes));
                 attempts.execute(c).await?;
                 updates.execute(c).await?;
                 // Only transformed sends have a row here: rare next to the attempts.
@@ -143,6 +171,9 @@ impl BatchWrite for diesel_async::AsyncPgConnection {
         .boxed()
     }
 }
+
+/// (webhook id, lease epoch, delivery ids): outcomes written only while the lease has that epoch.
+pub type Fence = (i64, i64, Vec<String>);
 
 /// The boxed statement type of the `unnest` writes.
 type PgQuery = diesel::query_builder::BoxedSqlQuery<'static, Pg, diesel::query_builder::SqlQuery>;

@@ -134,6 +134,63 @@ pub async fn load_open(
         .select(DeliveryRow::as_select())
         .load(c)
         .await)?;
+    with_payloads(conn, rows).await
+}
+
+/// PostgreSQL's queue of one webhook: its oldest open deliveries in commit order (the inserting
+/// transaction, then the order within it), at most `limit`. `ordered`: only rows below the oldest
+/// running transaction, so that nothing committed later can sort before them; the flag answered
+/// is true when newer open rows wait behind such a transaction. SQLite: [`load_open`] from the
+/// start (one process writes the file, so id order is commit order).
+pub async fn load_queue(
+    conn: &mut DbConn,
+    webhook_id: i64,
+    limit: i64,
+    ordered: bool,
+) -> QueryResult<(Vec<(DeliveryRow, Option<String>)>, bool)> {
+    use diesel::dsl::sql;
+    use diesel::sql_types::{BigInt, Bool};
+    let DbConn::Pg(c) = conn else {
+        return Ok((load_open(conn, webhook_id, None, limit).await?, false));
+    };
+    let xmin = match ordered {
+        true => Some(crate::db::store::cluster::xmin(c).await?),
+        false => None,
+    };
+    let mut q = d::table
+        .filter(d::webhook_id.eq(webhook_id))
+        .filter(is_open())
+        .into_boxed();
+    if let Some(x) = xmin {
+        q = q.filter(sql::<Bool>("commit_xid < ").bind::<BigInt, _>(x));
+    }
+    let rows: Vec<DeliveryRow> = q
+        .order_by(sql::<BigInt>("commit_xid, seq"))
+        .limit(limit)
+        .select(DeliveryRow::as_select())
+        .load(&mut **c)
+        .await?;
+    let held_back = match xmin {
+        Some(x) => {
+            diesel::select(diesel::dsl::exists(
+                d::table
+                    .filter(d::webhook_id.eq(webhook_id))
+                    .filter(is_open())
+                    .filter(sql::<Bool>("commit_xid >= ").bind::<BigInt, _>(x)),
+            ))
+            .get_result(&mut **c)
+            .await?
+        }
+        None => false,
+    };
+    Ok((with_payloads(conn, rows).await?, held_back))
+}
+
+/// Each delivery with its event's payload (None when the event row is gone).
+async fn with_payloads(
+    conn: &mut DbConn,
+    rows: Vec<DeliveryRow>,
+) -> QueryResult<Vec<(DeliveryRow, Option<String>)>> {
     let mut ids: Vec<&str> = rows.iter().map(|r| r.event_id.as_str()).collect();
     ids.sort_unstable();
     ids.dedup();

@@ -10,6 +10,7 @@ use diesel_async::{AsyncConnection, RunQueryDsl};
 use super::batch::BatchWrite;
 use crate::db::models::{DeliveryRow, EventRow};
 use crate::db::schema::sys_webhook_events as e;
+use crate::db::store::cluster::{id_payloads, Notify, DELIVERIES_CHANNEL};
 use crate::db::DbConn;
 use crate::with_conn;
 
@@ -37,6 +38,7 @@ pub async fn commit_events(
     conn: &mut DbConn,
     events: Vec<PendingEvent>,
     window_start: NaiveDateTime,
+    owned_elsewhere: impl Fn(i64) -> bool + Send,
 ) -> QueryResult<Vec<CommittedEvent>> {
     let keys: Vec<String> = events
         .iter()
@@ -62,7 +64,18 @@ pub async fn commit_events(
             }
         }
         let (committed, rows, deliveries) = dedupe(events, &mut seen);
+        // The owners of the other webhooks hear of their new deliveries at the commit.
+        let mut remote: Vec<i64> = deliveries
+            .iter()
+            .map(|d| d.webhook_id)
+            .filter(|id| owned_elsewhere(*id))
+            .collect();
         c.insert_intake(rows, deliveries).await?;
+        remote.sort_unstable();
+        remote.dedup();
+        for payload in id_payloads(&remote) {
+            c.notify(DELIVERIES_CHANNEL, payload).await?;
+        }
         Ok(committed)
     }).await)
 }

@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod batch;
+pub mod cluster;
 pub mod deliveries;
 pub mod event_types;
 pub mod events;

@@ -9,6 +9,7 @@ use crate::db::models::{CloseDelivery, NewWebhookRow, WebhookChanges, WebhookRow
 use crate::db::schema::{sys_webhook_deliveries as d, sys_webhooks as w};
 use crate::db::status::is_open;
 use crate::db::store::audit::{self, NewAuditEntry};
+use crate::db::store::cluster::{Notify, REGISTRY_CHANNEL};
 use crate::db::DbConn;
 use crate::with_conn;
 
@@ -144,6 +145,7 @@ where
                 if let Some(entry) = audit(&row, &stored) {
                     audit::record(c, &entry).await?;
                 }
+                c.notify(REGISTRY_CHANNEL, id.to_string()).await?;
                 Ok(Some(stored))
             })
             .await
@@ -165,6 +167,7 @@ pub async fn insert_webhook_audited(
             .get_result(c)
             .await?;
         audit::record(c, &audit(&stored)).await?;
+        c.notify(REGISTRY_CHANNEL, stored.webhook_id.to_string()).await?;
         Ok(stored)
     }).await)
 }
@@ -193,6 +196,7 @@ pub async fn delete_webhook_audited(
         if let Some(entry) = &entry {
             audit::record(c, entry).await?;
         }
+        c.notify(REGISTRY_CHANNEL, id.to_string()).await?;
         Ok(true)
     }).await)
 }
