@@ -37,6 +37,9 @@ pub async fn run(
     // reqwest is built without a default crypto provider (ring keeps the build small); any
     // client built without our preconfigured TLS (none today) would otherwise panic.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // One process per SQLite file (README, Settings), claimed before migrating; held until `run`
+    // returns, so a server stopped in-process frees its file for the next one.
+    let _claim = db::file_lock::claim(&config.database)?;
     db::migrate(&config.database).await.context("database")?;
     let pool = DbPool::new(&config.database).context("database")?;
     let cipher = SecretCipher::new(config.secret_key.as_deref());

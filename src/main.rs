@@ -31,9 +31,10 @@ fn main() -> ExitCode {
     };
     init_logging(config.json_logs);
     let result = match cli.command.unwrap_or(Command::Serve) {
-        Command::Migrate => {
+        // Not under a server's feet: a SQLite file being served is refused as "in use".
+        Command::Migrate => db::file_lock::claim(&config.database).and_then(|_claim| {
             db::run_migrations(&config.database).map(|_| println!("migrations applied"))
-        }
+        }),
         Command::Serve => serve(config),
     };
     match result {
@@ -43,6 +44,9 @@ fn main() -> ExitCode {
 }
 
 fn serve(config: Config) -> anyhow::Result<()> {
+    // Claimed before the runtime starts, so that "in use" is the only line printed, whatever
+    // RUST_LOG says; `app::run` shares this claim.
+    let _claim = db::file_lock::claim(&config.database)?;
     let listener = std::net::TcpListener::bind(config.listen)
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     actix_web::rt::System::new().block_on(app::run(config, listener, app::shutdown_signal()))

@@ -5,6 +5,7 @@
 //! connection (SQLite serialises writers anyway; one connection means no `SQLITE_BUSY` on lock
 //! upgrades) and a few readers, all in WAL mode.
 
+pub mod file_lock;
 pub mod json;
 pub mod models;
 pub mod schema;
@@ -210,6 +211,9 @@ fn sqlite_pool(path: &str, size: usize, cache_kib: i64) -> anyhow::Result<Pool<S
         .build()?)
 }
 
+/// Key of the PostgreSQL advisory lock that serialises migrations across nodes ("beema_mg").
+const PG_MIGRATION_LOCK: i64 = 0x6265_656d_615f_6d67;
+
 /// Applies pending migrations. Blocking: call it from a thread with no async runtime entered,
 /// because diesel's migration harness blocks on the async connection (`block_in_place`, which
 /// panics on actix's threads).
@@ -224,8 +228,19 @@ pub fn run_migrations(url: &DatabaseUrl) -> anyhow::Result<()> {
         DatabaseUrl::Postgres(url) => {
             let mut conn =
                 <AsyncConnectionWrapper<AsyncPgConnection> as Connection>::establish(url)?;
-            conn.run_pending_migrations(PG_MIGRATIONS)
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            // Nodes starting together on a fresh database would race to create the same tables
+            // (`duplicate key ... pg_type_typname_nsp_index`): one migrates, the others wait, then
+            // find nothing left to do. Session-level, so also released if this connection closes.
+            use diesel::connection::SimpleConnection as Sync;
+            let lock = format!("SELECT pg_advisory_lock({PG_MIGRATION_LOCK})");
+            Sync::batch_execute(&mut conn, &lock)?;
+            let migrated = conn
+                .run_pending_migrations(PG_MIGRATIONS)
+                .map(|_| ())
+                .map_err(|e| anyhow::anyhow!("{e}"));
+            let unlock = format!("SELECT pg_advisory_unlock({PG_MIGRATION_LOCK})");
+            let _ = Sync::batch_execute(&mut conn, &unlock);
+            migrated?;
         }
     }
     Ok(())
