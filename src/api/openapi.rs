@@ -121,6 +121,8 @@ pub fn route_table(ops: &[Op]) -> Vec<(Method, String)> {
         crate::actors::status::QueueView,
         crate::actors::status::StatsView,
         crate::actors::status::LatencyView,
+        crate::cluster::ClusterView,
+        crate::cluster::NodeView,
         super::webhook_input::WebhookInput,
         super::webhook_input::RetryInput,
         super::webhook_input::RateLimitInput,

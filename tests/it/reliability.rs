@@ -783,8 +783,11 @@ async fn deliveries_waiting_at_shutdown_complete_after_a_restart() {
     let db = TestDb::new();
     let mut rx = TestReceiver::start(503);
     let server = TestServer::start(test_config(&db));
+    // The breaker stays closed: on PostgreSQL it moves with the webhook to the next owner (the
+    // restarted node), and an open one would hold the retries for its cooldown.
+    let no_breaker = json!({ "circuit_breaker": { "failureThreshold": 1000, "cooldownMs": 10 } });
     let hook = server
-        .create_webhook(TENANT, EVENT, &rx.url, fast(50))
+        .create_webhook(TENANT, EVENT, &rx.url, with(fast(50), no_breaker))
         .await;
     let id = id_of(&hook);
     publish_batch(&server, 5, 5).await;
