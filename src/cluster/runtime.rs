@@ -73,12 +73,20 @@ impl ClusterRuntime {
         cipher: SecretCipher,
     ) -> anyhow::Result<Self> {
         let ttl_ms = ttl_ms(&cluster);
-        {
+        let took_over_live = {
             let mut conn = pg(&db).await?;
-            store::join(&mut conn, cluster.node_id(), cluster.incarnation(), ttl_ms).await?;
+            let live =
+                store::join(&mut conn, cluster.node_id(), cluster.incarnation(), ttl_ms).await?;
             use crate::db::store::cluster::Notify as _;
             conn.notify(CLUSTER_CHANNEL, format!("join:{}", cluster.node_id()))
                 .await?;
+            live
+        };
+        if took_over_live {
+            tracing::warn!(
+                node = cluster.node_id(),
+                "took this node id over from a process that is still live; it stops within the lease TTL"
+            );
         }
         let (replaced, _) = watch::channel(false);
         let shared = Arc::new(Shared {
@@ -95,9 +103,16 @@ impl ClusterRuntime {
             stopping: AtomicBool::new(false),
             tasks: Mutex::new(Vec::new()),
         });
+        // The process this one replaced keeps sending until its next heartbeat tells it: its leases
+        // are only taken once they have surely expired.
+        let hold_off = if took_over_live {
+            shared.cluster.ttl()
+        } else {
+            Duration::ZERO
+        };
         let tasks = vec![
             tokio::spawn(heartbeat(shared.clone())),
-            tokio::spawn(balancer(shared.clone())),
+            tokio::spawn(balancer(shared.clone(), hold_off)),
             tokio::spawn(listener(shared.clone())),
         ];
         *lock(&shared.tasks) = tasks;
@@ -294,7 +309,8 @@ async fn stop_everything(s: &Shared) {
 }
 
 /// Claims, hands over and publishes health, every tick or when kicked.
-async fn balancer(s: Arc<Shared>) {
+async fn balancer(s: Arc<Shared>, hold_off: Duration) {
+    tokio::time::sleep(hold_off).await;
     let tick = tick_of(s.cluster.ttl());
     let mut unowned_rounds: HashMap<i64, u32> = HashMap::new();
     let mut published: HashMap<i64, String> = HashMap::new();

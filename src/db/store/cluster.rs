@@ -135,25 +135,38 @@ struct Count {
 const HELD: &str = "EXISTS (SELECT 1 FROM sys_cluster_nodes n WHERE n.node_id = l.node_id \
                     AND n.incarnation = l.incarnation AND n.expires_at > now())";
 
-/// Registers this node (taking the id over from a process that still holds it).
+/// Registers this node, taking the id over from a process that may still hold it; true when that
+/// process was live (its leases must be left alone until they expire, as it may still be sending).
 pub async fn join(
     c: &mut AsyncPgConnection,
     node_id: &str,
     incarnation: &str,
     ttl_ms: i64,
-) -> QueryResult<()> {
-    diesel::sql_query(
-        "INSERT INTO sys_cluster_nodes (node_id, incarnation, started_at, heartbeat_at, expires_at) \
-         VALUES ($1, $2, now(), now(), now() + $3 * interval '1 millisecond') \
-         ON CONFLICT (node_id) DO UPDATE SET incarnation = EXCLUDED.incarnation, \
-         started_at = now(), heartbeat_at = now(), expires_at = EXCLUDED.expires_at",
-    )
-    .bind::<Text, _>(node_id)
-    .bind::<Text, _>(incarnation)
-    .bind::<BigInt, _>(ttl_ms)
-    .execute(c)
+) -> QueryResult<bool> {
+    use diesel_async::AsyncConnection;
+    let (node, inc) = (node_id.to_string(), incarnation.to_string());
+    c.transaction::<_, diesel::result::Error, _>(async move |c| {
+        let live: Vec<Count> = diesel::sql_query(
+            "SELECT count(*) AS n FROM sys_cluster_nodes \
+             WHERE node_id = $1 AND expires_at > now() FOR UPDATE",
+        )
+        .bind::<Text, _>(&node)
+        .load(c)
+        .await?;
+        diesel::sql_query(
+            "INSERT INTO sys_cluster_nodes (node_id, incarnation, started_at, heartbeat_at, expires_at) \
+             VALUES ($1, $2, now(), now(), now() + $3 * interval '1 millisecond') \
+             ON CONFLICT (node_id) DO UPDATE SET incarnation = EXCLUDED.incarnation, \
+             started_at = now(), heartbeat_at = now(), expires_at = EXCLUDED.expires_at",
+        )
+        .bind::<Text, _>(&node)
+        .bind::<Text, _>(&inc)
+        .bind::<BigInt, _>(ttl_ms)
+        .execute(c)
+        .await?;
+        Ok(live.into_iter().next().is_some_and(|r| r.n > 0))
+    })
     .await
-    .map(|_| ())
 }
 
 /// Renews this node's heartbeat; false when another process has taken the id over.
