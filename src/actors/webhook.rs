@@ -854,8 +854,11 @@ impl WebhookActor {
                     a.take_loaded(fresh, bodies, i64::MAX);
                     a.backlog = full || a.load_again;
                     if held_back && !a.backlog {
-                        a.backlog = true;
-                        c.run_later(Duration::from_millis(10), |a, c| a.guarded(c, |a, c| a.pump(c)));
+                        // Newer rows wait behind a running transaction: look again shortly.
+                        c.run_later(Duration::from_millis(10), |a, c| {
+                            a.backlog = true;
+                            a.guarded(c, |a, c| a.pump(c));
+                        });
                     }
                     a.pump(c);
                 }),

@@ -154,7 +154,7 @@ impl Cluster {
 /// The live node a webhook belongs to by rendezvous (highest random weight) hashing: every node
 /// computes the same answer from the same membership, and a node joining or leaving moves only
 /// the webhooks it gains or had.
-pub fn rendezvous<'a>(nodes: &'a [String], webhook_id: i64) -> Option<&'a str> {
+pub fn rendezvous(nodes: &[String], webhook_id: i64) -> Option<&str> {
     nodes
         .iter()
         .max_by_key(|n| (weight(n, webhook_id), n.as_str()))

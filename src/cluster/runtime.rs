@@ -254,16 +254,22 @@ async fn heartbeat(s: Arc<Shared>) {
     let fence_after = c.ttl() * 3 / 4;
     let mut every = tokio::time::interval(tick);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // A connection of its own: a pool drained by a busy intake must not starve the heartbeat.
+    let mut conn: Option<AsyncPgConnection> = None;
     loop {
         every.tick().await;
         let sent = Instant::now();
         let renewed = tokio::time::timeout(tick, async {
-            let mut conn = pg(&s.db).await?;
-            let live =
-                store::heartbeat(&mut conn, c.node_id(), c.incarnation(), ttl_ms(&c)).await?;
+            if conn.is_none() {
+                conn = Some(AsyncPgConnection::establish(&s.url).await?);
+            }
+            let Some(db) = conn.as_mut() else {
+                anyhow::bail!("no connection");
+            };
+            let live = store::heartbeat(db, c.node_id(), c.incarnation(), ttl_ms(&c)).await?;
             use crate::db::store::cluster::Notify as _;
             // Heard back by our own listener: proof that it still hears the others.
-            conn.notify(
+            db.notify(
                 CLUSTER_CHANNEL,
                 format!("ping:{}:{}", c.node_id(), c.incarnation()),
             )
@@ -288,8 +294,14 @@ async fn heartbeat(s: Arc<Shared>) {
                 let _ = s.replaced.send(true);
                 return;
             }
-            Ok(Err(e)) => tracing::warn!(error = %e, "heartbeat failed"),
-            Err(_) => tracing::warn!("heartbeat timed out"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "heartbeat failed");
+                conn = None;
+            }
+            Err(_) => {
+                tracing::warn!("heartbeat timed out");
+                conn = None;
+            }
         }
         let silent = lock(&s.last_renewed).elapsed();
         if silent >= fence_after && !s.fenced.swap(true, Ordering::Relaxed) {

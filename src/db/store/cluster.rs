@@ -147,8 +147,8 @@ pub async fn join(
     let (node, inc) = (node_id.to_string(), incarnation.to_string());
     c.transaction::<_, diesel::result::Error, _>(async move |c| {
         let live: Vec<Count> = diesel::sql_query(
-            "SELECT count(*) AS n FROM sys_cluster_nodes \
-             WHERE node_id = $1 AND expires_at > now() FOR UPDATE",
+            "SELECT count(*) AS n FROM (SELECT 1 FROM sys_cluster_nodes \
+             WHERE node_id = $1 AND expires_at > now() FOR UPDATE) AS live",
         )
         .bind::<Text, _>(&node)
         .load(c)
