@@ -145,6 +145,9 @@ pub async fn run(
 
     tracing::info!("shutting down: intake closed, draining in-flight attempts");
     draining.store(true, Ordering::Relaxed);
+    if let Some(r) = &runtime {
+        r.stop_claiming();
+    }
     handle.stop(true).await;
     let _ = server_task.await;
     dispatcher.shutdown(config.tuning.drain_timeout).await;

@@ -345,6 +345,9 @@ impl Dispatcher {
         limit: usize,
         state: Option<CircuitState>,
     ) -> Result<HealthPage, DispatchError> {
+        if self.inner.cluster.is_clustered() && state.is_some() {
+            return self.cluster_health_page(tenant, after, limit, state).await;
+        }
         // Only the page's entries are copied under the lock; percentiles are computed after it is
         // released, so that a large health page never holds up the intake's matching.
         let mut entries = self.registry().page(tenant, after, limit + 1, state);
@@ -357,6 +360,44 @@ impl Dispatcher {
         };
         Ok(HealthPage {
             webhooks: self.views(entries).await?,
+            next_after,
+        })
+    }
+
+    /// [`Self::health_page`] by breaker state in a cluster: the state of a webhook owned elsewhere
+    /// is its owner's snapshot, so views are built first and filtered after, a chunk at a time.
+    async fn cluster_health_page(
+        &self,
+        tenant: Option<&str>,
+        mut after: Option<i64>,
+        limit: usize,
+        state: Option<CircuitState>,
+    ) -> Result<HealthPage, DispatchError> {
+        let wanted = state.map(|s| s.as_str());
+        let mut out = Vec::new();
+        loop {
+            let entries = self.registry().page(tenant, after, 1000, None);
+            let last = entries.last().map(|(w, _)| w.id);
+            let exhausted = entries.len() < 1000;
+            for v in self.views(entries).await? {
+                if wanted.is_none_or(|s| v.circuit.state == s) {
+                    out.push(v);
+                }
+            }
+            if out.len() > limit || exhausted {
+                break;
+            }
+            after = last;
+        }
+        let more = out.len() > limit;
+        out.truncate(limit);
+        let next_after = if more {
+            out.last().map(|v| v.webhook_id)
+        } else {
+            None
+        };
+        Ok(HealthPage {
+            webhooks: out,
             next_after,
         })
     }

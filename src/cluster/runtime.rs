@@ -130,6 +130,12 @@ impl ClusterRuntime {
         self.shared.kick.notify_one();
     }
 
+    /// Shutdown has begun: claim nothing more (the heartbeat goes on while the attempts in flight
+    /// finish, so that the leases stay this node's until [`Self::leave`] releases them).
+    pub fn stop_claiming(&self) {
+        self.shared.stopping.store(true, Ordering::Relaxed);
+    }
+
     /// Stops the tasks, gives up every lease and leaves the live list, after the dispatcher has
     /// drained and recorded everything (SIGTERM).
     pub async fn leave(&self) {
