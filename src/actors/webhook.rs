@@ -38,7 +38,8 @@ pub struct WebhookActor {
     /// Where a 410 is reported, so that the registry stops matching this webhook.
     router: Recipient<DisabledByReceiver>,
     status: Arc<WebhookStatus>,
-    client: Option<reqwest::Client>,
+    /// Shared with the other webhooks of the same origin ([`crate::delivery::clients`]).
+    client: Option<Arc<reqwest::Client>>,
     limiter: Option<DefaultDirectRateLimiter>,
     breaker: CircuitBreaker,
     /// Due now, in acceptance order.
@@ -498,11 +499,12 @@ impl WebhookActor {
 
     fn client(&mut self) -> reqwest::Result<reqwest::Client> {
         if let Some(c) = &self.client {
-            return Ok(c.clone());
+            return Ok(reqwest::Client::clone(c));
         }
-        let c = sender::build_client(self.deps.policy.clone(), &self.deps.tls)?;
-        self.client = Some(c.clone());
-        Ok(c)
+        let c = self.deps.clients.for_url(&self.webhook.url)?;
+        let client = reqwest::Client::clone(&c);
+        self.client = Some(c);
+        Ok(client)
     }
 
     /// Turns an attempt's result into the delivery's next state, and hands it to the recorder.
@@ -1093,6 +1095,9 @@ impl Handler<Configure> for WebhookActor {
             self.limiter = build_limiter(&new);
         }
         self.breaker.set_config(new.breaker);
+        if new.url != self.webhook.url {
+            self.client = None; // another origin may mean another pool
+        }
         self.webhook = new;
         self.guarded(ctx, |a, c| a.pump(c));
     }
