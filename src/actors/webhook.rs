@@ -40,6 +40,8 @@ pub struct WebhookActor {
     status: Arc<WebhookStatus>,
     /// Shared with the other webhooks of the same origin ([`crate::delivery::clients`]).
     client: Option<Arc<reqwest::Client>>,
+    /// The webhook's URL, parsed once (again after it changes).
+    url: Option<Result<url::Url, String>>,
     limiter: Option<DefaultDirectRateLimiter>,
     breaker: CircuitBreaker,
     /// Due now, in acceptance order.
@@ -97,6 +99,7 @@ impl WebhookActor {
             router,
             status,
             client: None,
+            url: None,
             limiter,
             breaker,
             ready: VecDeque::new(),
@@ -407,6 +410,10 @@ impl WebhookActor {
         self.in_flight.insert(job.delivery_id.clone());
         let webhook = self.webhook.clone();
         let policy = self.deps.policy.clone();
+        let url = self
+            .url
+            .get_or_insert_with(|| sender::parse_url(&webhook.url))
+            .clone();
         if !job.members.is_empty() {
             self.known.insert(job.delivery_id.clone());
         }
@@ -435,7 +442,10 @@ impl WebhookActor {
                 None => out,
             };
             let payload = out.payload.clone();
-            Sent::Done(sender::send(client, &policy, &webhook, &out).await, payload)
+            Sent::Done(
+                sender::send(client, &policy, &webhook, url, &out).await,
+                payload,
+            )
         };
         ctx.spawn(
             AssertUnwindSafe(attempt)
@@ -1097,6 +1107,7 @@ impl Handler<Configure> for WebhookActor {
         self.breaker.set_config(new.breaker);
         if new.url != self.webhook.url {
             self.client = None; // another origin may mean another pool
+            self.url = None;
         }
         self.webhook = new;
         self.guarded(ctx, |a, c| a.pump(c));
