@@ -266,9 +266,13 @@ fn classify(e: diesel::result::Error) -> WriteError {
         E::DatabaseError(K::ClosedConnection | K::UnableToSendCommand, _) => {
             WriteError::Unavailable(e.to_string())
         }
-        // SQLite's busy/locked (another process holds the file) passes with time.
+        // SQLite's busy/locked (another process holds the file) passes with time, and so does a
+        // PostgreSQL deadlock or serialization failure (the other transaction went on).
+        E::DatabaseError(K::SerializationFailure, _) => WriteError::Unavailable(e.to_string()),
         E::DatabaseError(_, ref info)
-            if info.message().contains("locked") || info.message().contains("busy") =>
+            if info.message().contains("locked")
+                || info.message().contains("busy")
+                || info.message().contains("deadlock detected") =>
         {
             WriteError::Unavailable(e.to_string())
         }

@@ -350,9 +350,12 @@ pub async fn publish_health(
     }
     let (ids, bodies): (Vec<i64>, Vec<String>) = snapshots.into_iter().unzip();
     diesel::sql_query(
+        // Rows the recorder holds (it checks its fence) are skipped rather than waited for: the
+        // next round publishes them, and the two never wait on each other.
         "UPDATE sys_webhook_leases l SET health = s.health, health_at = now() \
          FROM unnest($1::bigint[], $2::text[]) AS s(id, health) \
-         WHERE l.webhook_id = s.id AND l.node_id = $3 AND l.incarnation = $4",
+         WHERE l.webhook_id = s.id AND l.webhook_id IN (SELECT webhook_id FROM sys_webhook_leases \
+         WHERE webhook_id = ANY($1) AND node_id = $3 AND incarnation = $4 FOR UPDATE SKIP LOCKED)",
     )
     .bind::<Array<BigInt>, _>(ids)
     .bind::<Array<Text>, _>(bodies)
@@ -405,7 +408,7 @@ pub async fn fenced(c: &mut AsyncPgConnection, fence: &[(i64, i64)]) -> QueryRes
     let rows: Vec<Id> = diesel::sql_query(
         "SELECT l.webhook_id FROM sys_webhook_leases l \
          JOIN unnest($1::bigint[], $2::bigint[]) AS f(id, epoch) \
-         ON l.webhook_id = f.id AND l.epoch = f.epoch FOR SHARE OF l",
+         ON l.webhook_id = f.id AND l.epoch = f.epoch ORDER BY l.webhook_id FOR SHARE OF l",
     )
     .bind::<Array<BigInt>, _>(ids)
     .bind::<Array<BigInt>, _>(epochs)
