@@ -4,6 +4,7 @@
 mod utils;
 
 mod audit;
+mod cluster;
 mod console_api;
 mod console_browser;
 mod dispatch;

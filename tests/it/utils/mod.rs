@@ -7,6 +7,7 @@
 #![allow(dead_code)] // a shared harness: not every test binary module uses every helper
 
 pub mod answers;
+pub mod nodes;
 pub mod poll;
 pub mod receiver;
 pub mod signatures;
