@@ -141,24 +141,29 @@ impl NodeProcess {
     /// targets allowed and no credentials, and waits until it answers `/readyz` 200.
     pub async fn start(db_url: &str, id: &str, lease_ttl_ms: u64) -> Self {
         let node = Self::spawn(db_url, id, lease_ttl_ms);
+        node.wait_ready().await;
+        node
+    }
+
+    /// Waits until it answers `/readyz` 200 (30 s at most).
+    pub async fn wait_ready(&self) {
         eventually(
             Duration::from_secs(30),
-            &format!("the binary {id} to be ready"),
+            &format!("the binary {} to be ready", self.id),
             || async {
-                match node
+                match self
                     .client
-                    .get(format!("{}/readyz", node.base))
+                    .get(format!("{}/readyz", self.base))
                     .send()
                     .await
                 {
                     Ok(r) if r.status().is_success() => Ok(()),
-                    Ok(r) => Err(format!("readyz {}; log:\n{}", r.status(), node.log())),
-                    Err(_) => Err(format!("not listening; log:\n{}", node.log())),
+                    Ok(r) => Err(format!("readyz {}; log:\n{}", r.status(), self.log())),
+                    Err(_) => Err(format!("not listening; log:\n{}", self.log())),
                 }
             },
         )
         .await;
-        node
     }
 
     /// Starts the binary without waiting for it.
