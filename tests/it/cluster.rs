@@ -1316,6 +1316,32 @@ async fn ownership_is_spread_when_a_node_joins() {
 }
 
 #[tokio::test]
+async fn ownership_is_spread_with_few_webhooks_too() {
+    let _lock = lock().await;
+    let Some((_db, nodes)) = pg_nodes(&["node-a", "node-b"], open).await else {
+        return;
+    };
+    let rx = TestReceiver::start(200);
+    for _ in 0..4 {
+        nodes[0]
+            .add_webhook(TENANT, EVENT, &rx.url, json!({}))
+            .await;
+    }
+    // Four webhooks on two nodes: a fair share is 2, so each node owns at least 1.
+    wait_listing(
+        &nodes[1],
+        2 * TTL + Duration::from_millis(500),
+        "each node to own at least 1 of the 4 webhooks",
+        |l| {
+            l.len() == 2
+                && l.iter().all(|(_, n)| *n >= 1)
+                && l.iter().map(|(_, n)| n).sum::<i64>() == 4
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn metrics_count_cluster_nodes_and_owned_webhooks() {
     let _lock = lock().await;
     let db = TestDb::new();
