@@ -1135,27 +1135,6 @@ async fn a_delete_whose_owner_died_returns_once_its_lease_expired_and_nothing_is
 }
 
 #[tokio::test]
-async fn nodes_started_together_on_a_fresh_database_all_come_up() {
-    let _lock = lock().await;
-    let db = TestDb::new();
-    if !db.is_pg() {
-        return;
-    }
-    let url = db_url(&db);
-    let nodes: Vec<NodeProcess> = ["node-a", "node-b", "node-c"]
-        .iter()
-        .map(|id| NodeProcess::spawn(&url, id, TTL_MS))
-        .collect();
-    for node in &nodes {
-        node.wait_ready().await;
-    }
-    wait_listing(&nodes[0], CHANGE, "the three nodes listed", |l| {
-        l.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>() == ["node-a", "node-b", "node-c"]
-    })
-    .await;
-}
-
-#[tokio::test]
 async fn a_410_disable_on_the_owner_is_in_force_on_every_node_within_2s() {
     let _lock = lock().await;
     let Some((_db, nodes)) = pg_nodes(&["node-a", "node-b"], open).await else {
