@@ -304,9 +304,21 @@ async fn pg_nodes(
     Some((db, nodes))
 }
 
-/// The id of the node that owns `webhook` per its health (`None` if the field is missing or null).
+/// The health of a webhook, or `None` while `node` does not know the webhook yet (a create is in
+/// force on every node within 2 s, not at once).
+async fn health_if_known(node: &impl Api, id: i64) -> Option<Value> {
+    let (status, v) = node.get_json(&format!("/api/webhooks/{id}/health")).await;
+    match status {
+        200 => Some(v),
+        404 => None,
+        _ => panic!("health of {id}: {status} {v}"),
+    }
+}
+
+/// The id of the node that owns `webhook` per its health (`None` if the field is missing or null,
+/// or `node` does not know the webhook yet).
 async fn owner_of(node: &impl Api, webhook: i64) -> Option<String> {
-    health(node, webhook).await["node"]
+    health_if_known(node, webhook).await?["node"]
         .as_str()
         .map(str::to_string)
 }
@@ -477,6 +489,21 @@ async fn a_webhook_created_on_one_node_is_matched_and_served_via_another_within_
         .await
         .expect("the event published on node-b is delivered");
     assert_eq!(event_of(&got), ids_of(&published)[0]);
+    // An event accepted by the node that does not own the webhook reaches the owner within 1 s.
+    let owner = eventually(2 * TTL, "an owner", || owner_of(&nodes[0], id)).await;
+    let via = if owner == "node-a" {
+        &nodes[1]
+    } else {
+        &nodes[0]
+    };
+    let published = via.publish_json(&event(2)).await;
+    let accepted = Instant::now();
+    let got = rx
+        .next(Duration::from_millis(1500))
+        .await
+        .expect("an event accepted by a non-owner is sent within 1 s (and the send)");
+    assert_eq!(event_of(&got), ids_of(&published)[0]);
+    eprintln!("sent {:?} after a non-owner accepted it", got.at - accepted);
 }
 
 #[tokio::test]
@@ -1093,14 +1120,15 @@ async fn a_delete_whose_owner_died_returns_once_its_lease_expired_and_nothing_is
         Reply::status(200).delayed(Duration::from_millis(1000)),
     );
     let hooks = spread_six(&a, &b, &rx).await;
-    let mut victim = None;
-    for (k, h) in hooks.iter().enumerate() {
-        if owner_of(&b, *h).await.as_deref() == Some("node-a") {
-            victim = Some((k, *h));
-            break;
+    let (k, victim) = eventually(CHANGE, "node-b to name a webhook node-a owns", || async {
+        for (k, h) in hooks.iter().enumerate() {
+            if owner_of(&b, *h).await.as_deref() == Some("node-a") {
+                return Some((k, *h));
+            }
         }
-    }
-    let (k, victim) = victim.expect("node-a owns one of the webhooks");
+        None
+    })
+    .await;
     b.publish_json(&events(0, 3)).await;
     let mut got = receive_distinct(&mut rx, 3, WAIT).await;
 
@@ -1179,13 +1207,10 @@ async fn a_410_disable_on_the_owner_is_in_force_on_every_node_within_2s() {
 // ---------------------------------------------------------------------------------------------
 // health, spread, metrics, node ids
 
-#[tokio::test]
-async fn health_answers_the_same_owner_and_circuit_on_every_node() {
-    let _lock = lock().await;
-    let Some((_db, nodes)) = pg_nodes(&["node-a", "node-b"], open).await else {
-        return;
-    };
-    let rx = TestReceiver::start(500);
+/// Creates a webhook to `rx` (which fails everything) whose breaker opens after 3 failures and
+/// stays open, waits until both nodes name its owner, and opens the breaker with events published
+/// on both nodes. Returns the webhook id, the owner's index in `nodes` and the owner's health.
+async fn open_breaker(nodes: &[TestServer], rx: &TestReceiver) -> (i64, usize, Value) {
     let id = nodes[0]
         .add_webhook(
             TENANT,
@@ -1198,32 +1223,36 @@ async fn health_answers_the_same_owner_and_circuit_on_every_node() {
         )
         .await;
     let owner = eventually(2 * TTL, "both nodes to name one owner", || async {
-        let (ha, hb) = (health(&nodes[0], id).await, health(&nodes[1], id).await);
-        match (ha["node"].as_str(), hb["node"].as_str()) {
+        let (ha, hb) = (owner_of(&nodes[0], id).await, owner_of(&nodes[1], id).await);
+        match (ha.as_deref(), hb.as_deref()) {
             (Some(x), Some(y)) if x == y && (x == "node-a" || x == "node-b") => Ok(x.to_string()),
-            _ => Err(format!(
-                "node-a says {}, node-b says {}",
-                ha["node"], hb["node"]
-            )),
+            _ => Err(format!("node-a says {ha:?}, node-b says {hb:?}")),
         }
     })
     .await;
-    let (owning, other) = if owner == "node-a" {
-        (&nodes[0], &nodes[1])
-    } else {
-        (&nodes[1], &nodes[0])
-    };
-    wait_match(other, CHANGE, "both nodes to match", |ids| ids == [id]).await;
-    for (i, node) in nodes.iter().enumerate() {
-        node.publish_json(&event(i)).await;
+    let owning = usize::from(owner == "node-b");
+    wait_match(&nodes[1], CHANGE, "both nodes to match", |ids| ids == [id]).await;
+    for i in 0..3 {
+        nodes[i % 2].publish_json(&event(i)).await;
     }
-    nodes[0].publish_json(&event(2)).await;
     let on_owner = eventually(WAIT, "the owner to open the circuit", || async {
-        let h = health(owning, id).await;
+        let h = health(&nodes[owning], id).await;
         (h["circuit"]["state"] == "open").then_some(h)
     })
     .await;
+    (id, owning, on_owner)
+}
+
+#[tokio::test]
+async fn health_answers_the_same_owner_and_circuit_on_every_node() {
+    let _lock = lock().await;
+    let Some((_db, nodes)) = pg_nodes(&["node-a", "node-b"], open).await else {
+        return;
+    };
+    let mut rx = TestReceiver::start(500);
+    let (id, owning, on_owner) = open_breaker(&nodes, &rx).await;
     let opened = Instant::now();
+    let (owner, other) = (&on_owner["node"], &nodes[1 - owning]);
     let on_other = eventually(
         CHANGE,
         "the other node to report the open circuit",
@@ -1238,7 +1267,11 @@ async fn health_answers_the_same_owner_and_circuit_on_every_node() {
     )
     .await;
     eprintln!("the other node saw it {:?} later", opened.elapsed());
-    assert_eq!(on_other["node"], owner.as_str(), "{on_other}");
+    assert_eq!(on_other["node"], *owner, "{on_other}");
+    assert_eq!(
+        on_other["circuit"]["opened_at"], on_owner["circuit"]["opened_at"],
+        "owner {on_owner}\nother {on_other}"
+    );
     let (status, all) = other
         .call_as(
             Method::GET,
@@ -1250,10 +1283,112 @@ async fn health_answers_the_same_owner_and_circuit_on_every_node() {
         .await;
     assert_eq!(status, 200, "{all}");
     assert_eq!(all["webhooks"][0]["webhook_id"], id, "{all}");
-    assert_eq!(all["webhooks"][0]["node"], owner.as_str(), "{all}");
+    assert_eq!(all["webhooks"][0]["node"], *owner, "{all}");
+
+    // One breaker for the cluster: while it is open nothing goes out, whichever node accepted the
+    // event; the waiting deliveries count on every node (queue.pending and the queue depth are
+    // database-wide).
+    rx.drain();
+    for (i, node) in nodes.iter().enumerate() {
+        node.publish_json(&events(10 + 2 * i, 2)).await;
+    }
+    for node in &nodes {
+        eventually(
+            CHANGE,
+            "queue.pending and beema_queue_depth to count the 4 waiting deliveries",
+            || async {
+                let h = health(node, id).await;
+                let depth = metric(&node.metrics_text().await, "beema_queue_depth");
+                if h["queue"]["pending"] == 4 && depth == Some(4.0) {
+                    Ok(())
+                } else {
+                    Err(format!("queue {}, beema_queue_depth {depth:?}", h["queue"]))
+                }
+            },
+        )
+        .await;
+    }
+    assert!(
+        rx.next(Duration::from_millis(300)).await.is_none(),
+        "a request went out while the breaker was open"
+    );
+}
+
+#[tokio::test]
+async fn the_breaker_moves_with_the_webhook_when_its_owner_stops() {
+    let _lock = lock().await;
+    let Some((_db, mut nodes)) = pg_nodes(&["node-a", "node-b"], open).await else {
+        return;
+    };
+    let mut rx = TestReceiver::start(500);
+    let (id, owning, on_owner) = open_breaker(&nodes, &rx).await;
+    nodes.remove(owning).stop();
+    let survivor = &nodes[0];
+    let name = if owning == 0 { "node-b" } else { "node-a" };
+    let h = eventually(CHANGE, "the survivor to own the webhook", || async {
+        let h = health(survivor, id).await;
+        if h["node"] == name {
+            Ok(h)
+        } else {
+            Err(h)
+        }
+    })
+    .await;
+    assert_eq!(h["circuit"]["state"], "open", "the breaker stays open: {h}");
     assert_eq!(
-        on_other["circuit"]["opened_at"], on_owner["circuit"]["opened_at"],
-        "owner {on_owner}\nother {on_other}"
+        h["circuit"]["opened_at"], on_owner["circuit"]["opened_at"],
+        "the new owner resumes the breaker\nbefore {on_owner}\nafter {h}"
+    );
+    rx.drain();
+    survivor.publish_json(&event(10)).await;
+    assert!(
+        rx.next(Duration::from_millis(500)).await.is_none(),
+        "the new owner sent through an open breaker"
+    );
+}
+
+#[tokio::test]
+async fn retries_are_counted_for_the_cluster_as_a_whole() {
+    let _lock = lock().await;
+    let Some((_db, nodes)) = pg_nodes(&["node-a", "node-b", "node-c"], open).await else {
+        return;
+    };
+    let mut rx = TestReceiver::start(500);
+    let id = nodes[0]
+        .add_webhook(
+            TENANT,
+            EVENT,
+            &rx.url,
+            json!({
+                "retry_config": { "maxAttempts": 3, "backoffMs": 10 },
+                "circuit_breaker": { "failureThreshold": 1000, "cooldownMs": 10 },
+            }),
+        )
+        .await;
+    for node in &nodes[1..] {
+        wait_match(node, CHANGE, "every node to match the webhook", |ids| {
+            ids == [id]
+        })
+        .await;
+    }
+    for (i, node) in nodes.iter().enumerate() {
+        node.publish_json(&event(i)).await;
+    }
+    eventually(WAIT, "the 3 deliveries to fail", || async {
+        let list = deliveries(&nodes[2], id).await;
+        (list.len() == 3 && list.iter().all(|d| d["status"] == "failed")).then_some(())
+    })
+    .await;
+    let mut got = rx.drain();
+    got.extend(receive_for(&mut rx, Duration::from_millis(500)).await);
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for r in &got {
+        *counts.entry(delivery_of(r)).or_default() += 1;
+    }
+    assert_eq!(counts.len(), 3, "{counts:?}");
+    assert!(
+        counts.values().all(|n| *n == 3),
+        "maxAttempts 3 per delivery for the whole cluster: {counts:?}"
     );
 }
 
