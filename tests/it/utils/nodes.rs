@@ -168,6 +168,8 @@ impl NodeProcess {
 
     /// Starts the binary without waiting for it.
     pub fn spawn(db_url: &str, id: &str, lease_ttl_ms: u64) -> Self {
+        // The test client needs a TLS provider even for plain http.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .expect("bind")
             .local_addr()
