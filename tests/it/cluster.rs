@@ -13,10 +13,11 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use tokio::sync::{Mutex, MutexGuard};
 
-use crate::utils::nodes::{db_url, start_node, start_nodes, Api, NodeProcess};
+use crate::utils::nodes::{
+    db_url, start_node, start_nodes, wait_ready, Api, Node, NodeProcess, PgProxy,
+};
 use crate::utils::{
     beema_signature, eventually, standard_verifies, Received, Reply, TestDb, TestReceiver,
-    TestServer,
 };
 
 /// One cluster test at a time.
@@ -316,7 +317,7 @@ fn check_entry(entry: &Value) {
 async fn pg_nodes(
     ids: &[&str],
     tweak: fn(&mut beema_webhooks::config::Config),
-) -> Option<(TestDb, Vec<TestServer>)> {
+) -> Option<(TestDb, Vec<Node>)> {
     let db = TestDb::new();
     if !db.is_pg() {
         return None;
@@ -1237,13 +1238,92 @@ async fn a_410_disable_on_the_owner_is_in_force_on_every_node_within_2s() {
     );
 }
 
+#[tokio::test]
+async fn a_node_cut_off_from_the_database_stops_sending_and_its_webhooks_move() {
+    let _lock = lock().await;
+    let db = TestDb::new();
+    let beema_webhooks::config::DatabaseUrl::Postgres(url) = db.url.clone() else {
+        return;
+    };
+    // node-a reaches the database through a proxy that the test cuts; node-b directly.
+    let proxy = PgProxy::start(&url);
+    let proxied = proxy.url.clone();
+    let a = start_node(&db, "node-a", TTL, |cfg| {
+        cfg.database = beema_webhooks::config::DatabaseUrl::Postgres(proxied.clone());
+    })
+    .await;
+    let b = start_node(&db, "node-b", TTL, open).await;
+    let mut rx = TestReceiver::start(200);
+    // Six webhooks paced at 10/s: a backlog of 20 events each lasts about 2 s.
+    let mut hooks = Vec::new();
+    for k in 0..6 {
+        hooks.push(
+            b.add_webhook(
+                TENANT,
+                EVENT,
+                &rx.url,
+                json!({
+                    "headers": { "X-Hook": k.to_string() },
+                    "rate_limit": { "perSecond": 10, "burst": 1 },
+                }),
+            )
+            .await,
+        );
+    }
+    wait_everyone_owns_some(&b, 2, 6).await;
+    b.publish_json(&events(0, 20)).await;
+    let mut got = receive_every_hook(&mut rx, 6).await;
+
+    proxy.cut();
+    let cut = Instant::now();
+    wait_listing(
+        &b,
+        TTL + CHANGE + Duration::from_millis(500),
+        "the cut-off node to leave the listing and node-b to own everything",
+        |l| l == [("node-b".to_string(), 6)],
+    )
+    .await;
+    eprintln!("node-b owned everything {:?} after the cut", cut.elapsed());
+    receive_more(&mut rx, &mut got, 120, WAIT).await;
+    let ids = wait_all_success(&b, &hooks, 20, WAIT).await;
+    got.extend(rx.drain());
+    assert_eq!(distinct(&got), ids, "every delivery received");
+    // The cut-off node stops sending before its ownership expires: a delivery sent twice was
+    // first sent before that.
+    let check = |got: &[Received]| {
+        for (id, n) in duplicates(got) {
+            let first = got
+                .iter()
+                .filter(|r| delivery_of(r) == id)
+                .map(|r| r.at)
+                .min()
+                .expect("received");
+            assert!(
+                first < cut + TTL,
+                "{id} sent {n} times, first {:?} after the cut: two senders after the lease expired",
+                first - cut
+            );
+        }
+    };
+    check(&got);
+
+    // Back on the database, node-a sends nothing of what it lost: new events go out once each.
+    proxy.restore();
+    wait_ready(&*a, "node-a").await;
+    let published = a.publish_json(&event(100)).await;
+    assert_eq!(published["deliveries"], 6, "{published}");
+    receive_more(&mut rx, &mut got, 126, WAIT).await;
+    got.extend(receive_for(&mut rx, Duration::from_secs(1)).await);
+    check(&got);
+}
+
 // ---------------------------------------------------------------------------------------------
 // health, spread, metrics, node ids
 
 /// Creates a webhook to `rx` (which fails everything) whose breaker opens after 3 failures and
 /// stays open, waits until both nodes name its owner, and opens the breaker with events published
 /// on both nodes. Returns the webhook id, the owner's index in `nodes` and the owner's health.
-async fn open_breaker(nodes: &[TestServer], rx: &TestReceiver) -> (i64, usize, Value) {
+async fn open_breaker(nodes: &[Node], rx: &TestReceiver) -> (i64, usize, Value) {
     let id = nodes[0]
         .add_webhook(
             TENANT,

@@ -72,6 +72,52 @@ impl Api for TestServer {
     }
 }
 
+/// An in-process node: a [`TestServer`] that is stopped gracefully when dropped, so that no node
+/// outlives its test and keeps knocking at a dropped database.
+pub struct Node {
+    server: Option<TestServer>,
+}
+
+impl Node {
+    /// Stops the node gracefully and waits for it (what `SIGTERM` does).
+    pub fn stop(mut self) {
+        if let Some(s) = self.server.take() {
+            s.stop();
+        }
+    }
+}
+
+impl std::ops::Deref for Node {
+    type Target = TestServer;
+
+    fn deref(&self) -> &TestServer {
+        self.server.as_ref().expect("a running node")
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(mut s) = self.server.take() {
+            if let Some(stop) = s.stop.take() {
+                let _ = stop.send(());
+            }
+            if let Some(t) = s.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+impl Api for Node {
+    async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> (u16, Value) {
+        Api::call(&**self, method, path, body).await
+    }
+
+    async fn metrics_text(&self) -> String {
+        Api::metrics_text(&**self).await
+    }
+}
+
 /// Starts one in-process node per id on `db`, each with `tweak` applied after its id and lease TTL
 /// are set, and waits until every one answers `/readyz` 200.
 pub async fn start_nodes(
@@ -79,7 +125,7 @@ pub async fn start_nodes(
     ids: &[&str],
     lease_ttl: Duration,
     tweak: impl Fn(&mut Config),
-) -> Vec<TestServer> {
+) -> Vec<Node> {
     let mut nodes = Vec::new();
     for id in ids {
         nodes.push(start_node(db, id, lease_ttl, &tweak).await);
@@ -93,7 +139,7 @@ pub async fn start_node(
     id: &str,
     lease_ttl: Duration,
     tweak: impl Fn(&mut Config),
-) -> TestServer {
+) -> Node {
     let mut config = test_config(db);
     config.node_id = id.to_string();
     config.lease_ttl = lease_ttl;
@@ -104,7 +150,9 @@ pub async fn start_node(
         server = server.with_token(&t);
     }
     wait_ready(&server, id).await;
-    server
+    Node {
+        server: Some(server),
+    }
 }
 
 /// Waits until `node` answers `/readyz` 200.
@@ -298,5 +346,104 @@ impl Drop for NodeProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ProxyState {
+    Open,
+    Cut,
+    Stop,
+}
+
+/// A TCP proxy in front of PostgreSQL, to cut one node off the database while the others keep it:
+/// [`PgProxy::cut`] closes every connection through it and refuses new ones until
+/// [`PgProxy::restore`]. Stops when dropped.
+pub struct PgProxy {
+    /// The database URL through the proxy.
+    pub url: String,
+    state: tokio::sync::watch::Sender<ProxyState>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl PgProxy {
+    /// A proxy for the database at `url` (`postgres://user@host:port/name`).
+    pub fn start(url: &str) -> Self {
+        use std::net::ToSocketAddrs;
+        let (scheme_user, rest) = url.split_once('@').expect("postgres URL with user@host");
+        let (host_port, name) = rest.split_once('/').expect("postgres URL with /database");
+        let target = host_port
+            .to_socket_addrs()
+            .expect("database address")
+            .next()
+            .expect("a database address");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("addr");
+        let (state, rx) = tokio::sync::watch::channel(ProxyState::Open);
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("proxy runtime");
+            rt.block_on(proxy(listener, target, rx));
+        });
+        Self {
+            url: format!("{scheme_user}@{addr}/{name}"),
+            state,
+            thread: Some(thread),
+        }
+    }
+
+    /// Closes every connection through the proxy and refuses new ones.
+    pub fn cut(&self) {
+        self.state.send_replace(ProxyState::Cut);
+    }
+
+    /// Lets connections through again.
+    pub fn restore(&self) {
+        self.state.send_replace(ProxyState::Open);
+    }
+}
+
+impl Drop for PgProxy {
+    fn drop(&mut self) {
+        self.state.send_replace(ProxyState::Stop);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+async fn proxy(
+    listener: std::net::TcpListener,
+    target: std::net::SocketAddr,
+    mut state: tokio::sync::watch::Receiver<ProxyState>,
+) {
+    let listener = tokio::net::TcpListener::from_std(listener).expect("proxy listener");
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((mut inbound, _)) = accepted else { continue };
+                if *state.borrow() != ProxyState::Open {
+                    continue; // dropped: the connection is refused
+                }
+                let mut conn_state = state.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = conn_state.wait_for(|s| *s != ProxyState::Open) => {}
+                    }
+                });
+            }
+            changed = state.changed() => {
+                if changed.is_err() || *state.borrow() == ProxyState::Stop {
+                    return;
+                }
+            }
+        }
     }
 }
