@@ -1,6 +1,7 @@
 //! Several nodes on one PostgreSQL database behave as one dispatcher: the cluster listing, registry
-//! changes in force everywhere within 2 s, one sender per webhook, hand-over on `SIGTERM`, take-over
-//! after `kill -9`, health and metrics on any node, ownership spread, node id take-over.
+//! changes in force everywhere within 2 s, one sender per webhook (once per delivery, FIFO, one rate
+//! limit, one retry budget, one breaker), hand-over on `SIGTERM`, take-over after `kill -9` or a
+//! database cut-off, health and metrics on any node, ownership spread, node id take-over.
 //!
 //! PostgreSQL only, except the single-process answers of the cluster listing and metrics, which are
 //! checked on SQLite too. The tests take one shared lock so they run one at a time: timing on a small
