@@ -15,7 +15,8 @@ use serde_json::{json, Value};
 use tokio::sync::{Mutex, MutexGuard};
 
 use crate::utils::nodes::{
-    db_url, start_node, start_nodes, wait_ready, Api, Node, NodeProcess, PgProxy,
+    db_url, start_node, start_nodes, start_nodes_together, wait_ready, Api, Node, NodeProcess,
+    PgProxy,
 };
 use crate::utils::{
     beema_signature, eventually, standard_verifies, Received, Reply, TestDb, TestReceiver,
@@ -1332,6 +1333,92 @@ async fn a_node_cut_off_from_the_database_stops_sending_and_its_webhooks_move() 
     receive_more(&mut rx, &mut got, 126, WAIT).await;
     got.extend(receive_for(&mut rx, Duration::from_secs(1)).await);
     check(&got);
+}
+
+#[tokio::test]
+async fn a_start_time_https_disable_is_audited_and_announced_once_however_many_nodes_start() {
+    let _lock = lock().await;
+    let Some((db, nodes)) = pg_nodes(&["node-a"], open).await else {
+        return;
+    };
+    let rx = TestReceiver::start(200);
+    let mut plain = Vec::new();
+    for _ in 0..3 {
+        plain.push(
+            nodes[0]
+                .add_webhook(TENANT, EVENT, &rx.url, json!({}))
+                .await,
+        );
+    }
+    // The operators' webhook hears of every disable (an https target: it stays enabled).
+    let ops = nodes[0]
+        .add_webhook(
+            "_ops",
+            "beema/webhook.disabled",
+            "https://127.0.0.1:1/ops",
+            json!({ "retry_config": { "maxAttempts": 1, "backoffMs": 10 } }),
+        )
+        .await;
+    drop(nodes);
+
+    let nodes = start_nodes_together(&db, &["node-a", "node-b", "node-c"], TTL, |cfg| {
+        cfg.require_https = true;
+    })
+    .await;
+    for id in &plain {
+        let (status, w) = nodes[2].get_json(&format!("/api/webhooks/{id}")).await;
+        assert_eq!(status, 200, "{w}");
+        assert_eq!(
+            w["enabled"], false,
+            "http webhooks are disabled at start: {w}"
+        );
+    }
+    let told = eventually(WAIT, "the three disables to be announced", || async {
+        let list = deliveries(&nodes[1], ops).await;
+        (list.len() >= 3).then_some(list)
+    })
+    .await;
+    let announced = settled_deliveries(&nodes[0], ops, Duration::from_secs(1), told).await;
+    assert_eq!(
+        announced.len(),
+        3,
+        "one beema/webhook.disabled per webhook, not per node: {announced:?}"
+    );
+    let (status, v) = nodes[0]
+        .get_json("/api/audit?action=webhook.disabled")
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let mut audited: Vec<i64> = v["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|e| e["webhook_id"].as_i64())
+        .collect();
+    audited.sort_unstable();
+    assert_eq!(
+        audited, plain,
+        "one audit entry per webhook, not per node: {v}"
+    );
+}
+
+/// The deliveries of `webhook` once no new one appeared for `window` (a quiet window, polled;
+/// `seen` is the last listing).
+async fn settled_deliveries(
+    node: &impl Api,
+    webhook: i64,
+    window: Duration,
+    mut seen: Vec<Value>,
+) -> Vec<Value> {
+    let mut since = Instant::now();
+    while since.elapsed() < window {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = deliveries(node, webhook).await;
+        if now.len() != seen.len() {
+            seen = now;
+            since = Instant::now();
+        }
+    }
+    seen
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -133,6 +133,31 @@ pub async fn start_nodes(
     nodes
 }
 
+/// Starts one in-process node per id at the same moment, then waits until every one is ready.
+pub async fn start_nodes_together(
+    db: &TestDb,
+    ids: &[&str],
+    lease_ttl: Duration,
+    tweak: impl Fn(&mut Config),
+) -> Vec<Node> {
+    let nodes: Vec<Node> = ids
+        .iter()
+        .map(|id| {
+            let mut config = test_config(db);
+            config.node_id = id.to_string();
+            config.lease_ttl = lease_ttl;
+            tweak(&mut config);
+            Node {
+                server: Some(TestServer::start(config)),
+            }
+        })
+        .collect();
+    for (node, id) in nodes.iter().zip(ids) {
+        wait_ready(node, id).await;
+    }
+    nodes
+}
+
 /// Starts one in-process node and waits until it is ready.
 pub async fn start_node(
     db: &TestDb,
