@@ -1736,9 +1736,23 @@ async fn a_node_started_with_a_running_node_s_id_takes_it_over() {
     }
     let url = db_url(&db);
     let mut first = NodeProcess::start(&url, "twin", TTL_MS).await;
+    let mut rx = TestReceiver::start(200);
+    // Paced at 10/s: the backlog outlasts the take-over.
+    let id = first
+        .add_webhook(
+            TENANT,
+            EVENT,
+            &rx.url,
+            json!({ "rate_limit": { "perSecond": 10, "burst": 1 } }),
+        )
+        .await;
+    first.publish_json(&events(0, 40)).await;
+    let mut got = receive_distinct(&mut rx, 5, WAIT).await;
+
     let second = NodeProcess::start(&url, "twin", TTL_MS).await;
     let started = Instant::now();
     let status = first.wait_exit(TTL + Duration::from_secs(3)).await;
+    let exited = Instant::now();
     assert!(
         !status.success(),
         "the older process exits non-zero: {status:?}; log:\n{}",
@@ -1750,6 +1764,30 @@ async fn a_node_started_with_a_running_node_s_id_takes_it_over() {
     );
     let (status, v) = second.get_json("/readyz").await;
     assert_eq!(status, 200, "the newer keeps serving: {v}");
-    let view = cluster_view(&second).await;
-    assert_eq!(listed(&view), [("twin".to_string(), 0)], "{view}");
+    wait_listing(
+        &second,
+        2 * TTL,
+        "the newer process alone in the listing, owning the webhook",
+        |l| l == [("twin".to_string(), 1)],
+    )
+    .await;
+
+    // The newer sends the rest; only an attempt the older had under way may go out twice.
+    let ids = wait_all_success(&second, &[id], 40, WAIT).await;
+    receive_more(&mut rx, &mut got, 40, WAIT).await;
+    got.extend(receive_for(&mut rx, Duration::from_millis(500)).await);
+    assert_eq!(distinct(&got), ids, "every delivery received");
+    for (delivery, n) in duplicates(&got) {
+        let first_sent = got
+            .iter()
+            .filter(|r| delivery_of(r) == delivery)
+            .map(|r| r.at)
+            .min()
+            .expect("received");
+        assert!(
+            first_sent < exited + Duration::from_millis(100),
+            "{delivery} sent {n} times, first {} after the older process exited",
+            offset(exited, first_sent)
+        );
+    }
 }
