@@ -437,7 +437,18 @@ impl Dispatcher {
             std::collections::HashMap::new()
         };
         drop(conn);
-        Ok(entries
+        // A webhook taken over during the reads above has a new status cell by now.
+        let current: Vec<_> = {
+            let reg = self.registry();
+            entries
+                .into_iter()
+                .map(|(w, status)| {
+                    let status = reg.entry(w.id).map_or(status, |(_, s)| s);
+                    (w, status)
+                })
+                .collect()
+        };
+        Ok(current
             .into_iter()
             .map(|(w, status)| {
                 let open = counts.get(&w.id).copied().unwrap_or(0).max(0) as u64;
@@ -469,6 +480,17 @@ impl Dispatcher {
     /// unlocked).
     pub async fn shutdown(&self, drain_timeout: Duration) {
         self.drain(drain_timeout).await;
+        // Retired before their threads stop: a stopping thread would otherwise have the
+        // Supervisor restart them, which resets the breaker whose state the next owner resumes.
+        let ids = self.webhook_ids();
+        let _ = self
+            .inner
+            .router
+            .send(Disown {
+                ids,
+                drain: Duration::ZERO,
+            })
+            .await;
         self.inner.recorder.flush().await;
         let arbiters: Vec<Arbiter> = std::mem::take(
             &mut *self

@@ -18,7 +18,7 @@ use crate::db::models::{WebhookChanges, WebhookRow};
 use crate::db::store::audit::NewAuditEntry;
 use crate::db::store::webhooks::update_webhook_audited;
 use crate::db::DbPool;
-use crate::delivery::breaker::BreakerSnapshot;
+use crate::delivery::breaker::{BreakerSnapshot, CircuitBreaker};
 use crate::domain::audit;
 use crate::domain::{DeliveryStatus, Webhook};
 
@@ -73,6 +73,11 @@ impl Router {
                 registry.status(id)
             }
         };
+        if let Some((_, Some(snap))) = &lease {
+            // Health answers with the resumed breaker from the moment the lease is ours, not
+            // only once the actor has started on its thread.
+            status.set_circuit(&CircuitBreaker::restore(webhook.breaker, snap));
+        }
         let deps = self.deps.clone();
         let arbiter = &self.arbiters[(id.unsigned_abs() as usize) % self.arbiters.len()];
         let addr = Supervisor::start_in_arbiter(arbiter, move |_| {

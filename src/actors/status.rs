@@ -264,6 +264,25 @@ mod tests {
     }
 
     #[test]
+    fn a_published_snapshot_reads_back_with_its_breaker() {
+        use crate::domain::BreakerSettings;
+        let s = WebhookStatus::default();
+        let cfg = BreakerSettings {
+            failure_threshold: 1,
+            cooldown_ms: 60_000,
+        };
+        let mut b = CircuitBreaker::new(cfg);
+        s.attempt(Utc::now(), 3, Some("HTTP 500"));
+        b.on_failure(Utc::now());
+        s.set_circuit(&b);
+        let back = OwnerSnapshot::parse(Some(&s.snapshot(7))).expect("a snapshot parses");
+        assert_eq!(back.view.circuit.state, "open");
+        assert_eq!(back.view.webhook_id, 7);
+        assert_eq!(back.breaker, b.snapshot());
+        assert!(OwnerSnapshot::parse(Some("{")).is_none());
+    }
+
+    #[test]
     fn counts_attempts_and_outcomes() {
         let s = WebhookStatus::default();
         s.attempt(Utc::now(), 3, Some("HTTP 500"));

@@ -167,6 +167,9 @@ impl WebhookActor {
     /// Starts every attempt that may start now, then arranges to be woken for the next one.
     fn pump(&mut self, ctx: &mut Context<Self>) {
         if self.retired || self.draining {
+            // Outcomes of the last attempts still count: health (and the next owner) see them.
+            self.status.set_in_flight(self.in_flight.len());
+            self.status.set_circuit(&self.breaker);
             return;
         }
         let now = Utc::now();

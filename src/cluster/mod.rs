@@ -151,14 +151,57 @@ impl Cluster {
     }
 }
 
-/// The live node a webhook belongs to by rendezvous (highest random weight) hashing: every node
-/// computes the same answer from the same membership, and a node joining or leaving moves only
-/// the webhooks it gains or had.
-pub fn rendezvous(nodes: &[String], webhook_id: i64) -> Option<&str> {
-    nodes
-        .iter()
-        .max_by_key(|n| (weight(n, webhook_id), n.as_str()))
-        .map(String::as_str)
+/// Which live node each webhook belongs to: rendezvous (highest random weight) hashing, evened
+/// out. Each webhook goes to its highest-weight node, so every node computes the same answer from
+/// the same membership and a joining or leaving node moves only its own share. With few webhooks
+/// hashing alone can leave a node with nothing, so a node below half its fair share then takes,
+/// from the busiest node, the webhooks that weigh most for it, until it has that half.
+/// Answers, per webhook, an index into `nodes`.
+pub fn assign(nodes: &[String], ids: &[i64]) -> HashMap<i64, usize> {
+    let mut out = HashMap::with_capacity(ids.len());
+    if nodes.is_empty() {
+        return out;
+    }
+    let mut sorted = ids.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut held: Vec<Vec<i64>> = vec![Vec::new(); nodes.len()];
+    for &id in &sorted {
+        let best = (0..nodes.len())
+            .max_by_key(|&i| (weight(&nodes[i], id), &nodes[i]))
+            .unwrap_or(0);
+        held[best].push(id);
+    }
+    // Half of webhooks ÷ nodes, rounded up, where every node can have that many.
+    let floor = half_share(sorted.len(), nodes.len());
+    for short in 0..nodes.len() {
+        while held[short].len() < floor {
+            let busiest = (0..nodes.len())
+                .max_by_key(|&i| (held[i].len(), std::cmp::Reverse(i)))
+                .unwrap_or(0);
+            if held[busiest].len() <= floor {
+                break;
+            }
+            let Some(pos) =
+                (0..held[busiest].len()).max_by_key(|&p| weight(&nodes[short], held[busiest][p]))
+            else {
+                break;
+            };
+            let id = held[busiest].swap_remove(pos);
+            held[short].push(id);
+        }
+    }
+    for (i, ids) in held.into_iter().enumerate() {
+        for id in ids {
+            out.insert(id, i);
+        }
+    }
+    out
+}
+
+/// The least a node should own: half its fair share rounded up, as long as every node can.
+fn half_share(webhooks: usize, nodes: usize) -> usize {
+    webhooks.div_ceil(2 * nodes).min(webhooks / nodes)
 }
 
 /// A well-mixed 64-bit weight of (node, webhook): FNV-1a over both, then a splitmix finaliser.
@@ -183,32 +226,68 @@ mod tests {
         ids.iter().map(|s| s.to_string()).collect()
     }
 
+    fn owners(nodes: &[String], ids: &[i64]) -> HashMap<i64, String> {
+        assign(nodes, ids)
+            .into_iter()
+            .map(|(id, i)| (id, nodes[i].clone()))
+            .collect()
+    }
+
     #[test]
-    fn rendezvous_spreads_webhooks_about_evenly() {
-        let three = nodes(&["node-a", "node-b", "node-c"]);
-        let mut counts: HashMap<&str, usize> = HashMap::new();
-        for id in 1..=3000 {
-            *counts.entry(rendezvous(&three, id).unwrap()).or_default() += 1;
+    fn every_node_gets_half_its_share_however_few_webhooks_there_are() {
+        for names in [
+            &["node-a", "node-b"][..],
+            &["node-a", "node-b", "node-c"][..],
+        ] {
+            let all = nodes(names);
+            for n in 1..=60i64 {
+                let ids: Vec<i64> = (1..=n).collect();
+                let got = owners(&all, &ids);
+                assert_eq!(got.len(), n as usize);
+                let half = half_share(n as usize, all.len());
+                assert!(n < 2 * all.len() as i64 || half >= 1);
+                for node in &all {
+                    let has = got.values().filter(|o| *o == node).count();
+                    assert!(
+                        has >= half,
+                        "{n} webhooks: {node} has {has}, half a share is {half}"
+                    );
+                }
+            }
         }
+        let three = nodes(&["node-a", "node-b", "node-c"]);
+        let ids: Vec<i64> = (1..=3000).collect();
+        let got = owners(&three, &ids);
         for n in &three {
-            let c = counts[n.as_str()];
-            assert!((800..=1200).contains(&c), "{n} got {c} of 3000");
+            let has = got.values().filter(|o| *o == n).count();
+            assert!((850..=1150).contains(&has), "{n} has {has} of 3000");
         }
     }
 
     #[test]
-    fn a_joining_node_takes_only_webhooks_it_gains() {
+    fn a_new_webhook_moves_almost_nothing_placed_before_it() {
+        let three = nodes(&["node-a", "node-b", "node-c"]);
+        for n in [10i64, 99, 1000] {
+            let before: Vec<i64> = (1..=n).collect();
+            let after: Vec<i64> = (1..=n + 1).collect();
+            let (b, a) = (owners(&three, &before), owners(&three, &after));
+            let moved = before.iter().filter(|id| b[id] != a[id]).count();
+            assert!(moved <= 1, "{moved} of {n} moved");
+        }
+    }
+
+    #[test]
+    fn a_joining_node_takes_mostly_webhooks_it_gains() {
         let two = nodes(&["node-a", "node-b"]);
         let three = nodes(&["node-a", "node-b", "node-c"]);
-        for id in 1..=2000 {
-            let before = rendezvous(&two, id).unwrap();
-            let after = rendezvous(&three, id).unwrap();
-            assert!(
-                after == before || after == "node-c",
-                "webhook {id} moved {before} -> {after}"
-            );
-        }
-        assert_eq!(rendezvous(&[], 1), None);
+        let ids: Vec<i64> = (1..=3000).collect();
+        let (b, a) = (owners(&two, &ids), owners(&three, &ids));
+        let moved_between_old = ids
+            .iter()
+            .filter(|id| a[id] != b[id] && a[id] != "node-c")
+            .count();
+        assert_eq!(moved_between_old, 0, "webhooks moved between old nodes");
+        assert!(assign(&[], &ids).is_empty());
     }
 
     #[test]

@@ -15,7 +15,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use futures::StreamExt;
 use tokio::sync::{watch, Notify};
 
-use super::{rendezvous, Cluster, ClusterView, NodeView};
+use super::{assign, Cluster, ClusterView, NodeView};
 use crate::actors::status::OwnerSnapshot;
 use crate::actors::Dispatcher;
 use crate::db::store::cluster::{
@@ -370,7 +370,10 @@ async fn balance(s: &Shared, unowned_rounds: &mut HashMap<i64, u32>) -> anyhow::
         .into_iter()
         .map(|l| (l.webhook_id, l))
         .collect();
-    let ids: HashSet<i64> = s.dispatcher.webhook_ids().into_iter().collect();
+    let all = s.dispatcher.webhook_ids();
+    let placed = assign(&nodes, &all);
+    let belongs_here = |id: i64| placed.get(&id).is_some_and(|&i| nodes[i] == me);
+    let ids: HashSet<i64> = all.into_iter().collect();
 
     // Leases this node lost (it was cut off long enough for another node to take them).
     let lost: Vec<i64> = c
@@ -407,7 +410,7 @@ async fn balance(s: &Shared, unowned_rounds: &mut HashMap<i64, u32>) -> anyhow::
         }
         let rounds = unowned_rounds.entry(id).or_insert(0);
         *rounds += 1;
-        if rendezvous(&nodes, id) == Some(me.as_str()) || *rounds >= RESCUE_ROUNDS {
+        if belongs_here(id) || *rounds >= RESCUE_ROUNDS {
             to_claim.push(id);
         }
     }
@@ -416,11 +419,12 @@ async fn balance(s: &Shared, unowned_rounds: &mut HashMap<i64, u32>) -> anyhow::
         let claimed = store::claim(&mut conn, &me, c.incarnation(), &to_claim).await?;
         for (id, epoch, health) in claimed {
             unowned_rounds.remove(&id);
-            c.set_owned(id, epoch);
             let snapshot = OwnerSnapshot::parse(health.as_deref());
             s.dispatcher
                 .own(id, epoch, snapshot.map(|s| s.breaker))
                 .await;
+            // Owned once its actor (and the health it answers from) exists.
+            c.set_owned(id, epoch);
         }
     }
 
@@ -438,7 +442,7 @@ async fn balance(s: &Shared, unowned_rounds: &mut HashMap<i64, u32>) -> anyhow::
     let surplus: Vec<i64> = c
         .owned_ids()
         .into_iter()
-        .filter(|id| ids.contains(id) && rendezvous(&nodes, *id) != Some(me.as_str()))
+        .filter(|id| ids.contains(id) && placed.contains_key(id) && !belongs_here(*id))
         .collect();
     drop(conn);
     if !surplus.is_empty() {

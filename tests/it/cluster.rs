@@ -374,9 +374,13 @@ async fn cluster_listing_is_for_the_global_admin_only() {
             .bearer_auth(token)
             .send()
     };
-    let tenant = as_bearer(&tenant_key).await.expect("request reaches the node");
+    let tenant = as_bearer(&tenant_key)
+        .await
+        .expect("request reaches the node");
     assert_eq!(tenant.status().as_u16(), 403, "tenant key");
-    let wrong = as_bearer("wrong-token").await.expect("request reaches the node");
+    let wrong = as_bearer("wrong-token")
+        .await
+        .expect("request reaches the node");
     assert_eq!(wrong.status().as_u16(), 401, "wrong token");
     let (status, v) = node
         .call_as(Method::GET, "/api/cluster", Some(ADMIN), &[], None)
