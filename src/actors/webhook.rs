@@ -2,8 +2,10 @@
 //! breaker, retry timers and HTTP client; a thin shell over the pure pieces in [`crate::delivery`].
 //!
 //! Memory stays bounded: at most `window` deliveries live here (queued, waiting for a retry or in
-//! flight); the rest wait in the database and are paged in by delivery id (acceptance order) as the
-//! window drains. Everything here can be rebuilt from the database, which is what a restart does.
+//! flight); the rest wait in the database and are paged in as the window drains: by delivery id
+//! on SQLite (one process writes, so id order is acceptance order), in commit order on PostgreSQL
+//! (other nodes add deliveries too). Everything here can be rebuilt from the database, which is what
+//! a restart, or a new owner in a cluster, does.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::num::NonZeroU32;
