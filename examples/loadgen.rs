@@ -17,6 +17,18 @@
 //! while 1,000,000 deliveries queue, then up). The receiver counts each member of a batch as a
 //! delivery. A server that refuses or ignores `filter`, `transform` or `batch` stops the run with
 //! one line and a non-zero exit: no figures are made up.
+//!
+//! Several nodes on one PostgreSQL database (CONTRACT-cluster):
+//! ```text
+//! cargo run --release --example loadgen -- --scenario steady --database postgres --nodes 2
+//! cargo run --release --example loadgen -- --scenario takeover --database postgres --lease-ttl-ms 2000
+//! ```
+//! `--nodes N` starts N servers (`--node-id node-1` … `node-N`) on the same fresh database, waits
+//! until each is ready, knows every webhook and `/api/cluster` shows every webhook owned, and
+//! spreads the publish requests round-robin over them; CPU is summed over the N processes.
+//! `takeover` starts two nodes, registers 20 webhooks (one event type each), `kill -9`s `node-2`,
+//! publishes one event per webhook through `node-1` at once, and times, for each webhook `node-2`
+//! owned, the kill to that webhook's first delivery (target: the lease TTL + 1 s).
 
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
@@ -43,6 +55,7 @@ enum Scenario {
     Slow,
     Routing,
     BatchDrain,
+    Takeover,
 }
 
 impl Scenario {
@@ -100,6 +113,12 @@ struct Args {
     /// Server binary.
     #[arg(long, default_value = "target/release/beema-webhooks")]
     server_bin: String,
+    /// Server processes on the same database (more than one: PostgreSQL only).
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
+    /// The servers' `--lease-ttl-ms` (default: theirs; 10000 for `takeover`).
+    #[arg(long)]
+    lease_ttl_ms: Option<u64>,
     /// Give up waiting for deliveries after this many seconds.
     #[arg(long, default_value_t = 900)]
     timeout_secs: u64,
@@ -120,13 +139,19 @@ struct Receipts {
     last: Mutex<Option<Instant>>,
 }
 
-/// The server process, killed when the run ends, errors included.
-struct Server(Child);
+/// A server process, killed when the run ends, errors included.
+struct Server {
+    child: Child,
+    /// `http://127.0.0.1:<port>`.
+    base: String,
+    /// Its `--node-id`, when the harness runs several.
+    node: Option<String>,
+}
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -142,15 +167,26 @@ async fn main() {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let (webhooks, events, delay) = sizes(&args);
+    let nodes = node_count(&args);
+    anyhow::ensure!(nodes >= 1, "--nodes must be at least 1");
+    anyhow::ensure!(
+        nodes == 1 || args.database == Backend::Postgres,
+        "{nodes} nodes need `--database postgres`: SQLite is one process per file"
+    );
     println!(
-        "scenario {:?} on {:?}: {webhooks} webhooks × {events} events, {} publishers, batch {}{}",
+        "scenario {:?} on {:?}: {webhooks} webhooks × {events} events, {} publishers, batch {}{}{}",
         args.scenario,
         args.database,
         args.concurrency,
         publish_batch(&args),
         args.rate
             .map(|r| format!(", open loop at {r} events/s"))
-            .unwrap_or_default()
+            .unwrap_or_default(),
+        if nodes > 1 {
+            format!(", {nodes} nodes")
+        } else {
+            String::new()
+        }
     );
     let receipts = Arc::new(Receipts {
         seen: Mutex::new(HashSet::new()),
@@ -166,20 +202,38 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .build()?;
+    if args.scenario == Scenario::Takeover {
+        return takeover(&args, &client, receiver, &receipts).await;
+    }
 
     let ceiling = measure_ceiling(&client, receiver, args.concurrency.max(32), 20_000).await?;
-    let (server, base, db_url, _db_guard) = start_server(&args).await?;
-    let mut server = Server(server);
+    let (db_url, _db_guard) = fresh_database(&args)?;
+    // Declared after the database guard, so the servers stop before their database is dropped.
+    let mut servers = start_nodes(&args, &db_url)?;
     let started = Instant::now();
-    wait_ready(&client, &base).await?;
+    let bases: Vec<String> = servers.iter().map(|s| s.base.clone()).collect();
+    for base in &bases {
+        wait_ready(&client, base).await?;
+    }
     let boot = started.elapsed();
     let (specs, expected) = webhook_specs(&args, receiver, webhooks, events);
     if let Some(plan) = plan(&args, &specs) {
         println!("{plan}; {expected} deliveries expected");
     }
-    register(&client, &base, specs).await?;
+    let registered = specs.len();
+    register(&client, &bases[0], specs).await?;
+    if nodes > 1 {
+        let t = Instant::now();
+        let view =
+            wait_cluster(&client, &bases, registered, false, ownership_timeout(&args)).await?;
+        println!(
+            "cluster: {} after {:.0} ms",
+            ownership(&view),
+            t.elapsed().as_secs_f64() * 1e3
+        );
+    }
     let boot_with_hooks = if args.scenario == Scenario::Wide {
-        restart_ready(&mut server.0, &args.server_bin, &db_url, &client, &base).await?
+        restart_ready(&args, &mut servers[0], &db_url, &client).await?
     } else {
         None
     };
@@ -187,10 +241,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let accepted: Arc<Mutex<HashMap<String, Instant>>> =
         Arc::new(Mutex::new(HashMap::with_capacity(events)));
     let t0 = Instant::now();
-    publish_all(&client, &base, &args, events, accepted.clone()).await?;
+    publish_all(&client, &bases, &args, events, accepted.clone()).await?;
     let intake = t0.elapsed();
     if args.scenario.holds_back() {
-        let queued_rss = rss_kib(server.0.id());
+        let queued_rss: u64 = servers.iter().map(|s| rss_kib(s.child.id())).sum();
         println!(
             "backlog: {expected} deliveries queued while the receiver is down; server RSS {} MiB",
             queued_rss / 1024
@@ -202,8 +256,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let end = receipts.last.lock().unwrap().unwrap_or_else(Instant::now);
     let e2e = end.duration_since(t0);
     let drain = end.saturating_duration_since(drain_start);
-    let peak = peak_rss_kib(server.0.id());
-    let cpu = cpu_seconds(server.0.id());
+    let peaks: Vec<u64> = servers.iter().map(|s| peak_rss_kib(s.child.id())).collect();
+    // Every node's work is the cluster's cost of these deliveries: CPU is their sum.
+    let cpu: f64 = servers.iter().map(|s| cpu_seconds(s.child.id())).sum();
     let delivered = receipts.seen.lock().unwrap().len() as u64;
 
     let mut lat = latencies(&accepted, &receipts);
@@ -259,9 +314,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
         pct(0.99),
         lat.last().copied().unwrap_or(0.0)
     );
+    let peak = if nodes > 1 {
+        let each: Vec<String> = peaks.iter().map(|p| (p / 1024).to_string()).collect();
+        format!("{} MiB (node-1 … node-{nodes})", each.join(" / "))
+    } else {
+        format!("{} MiB", peaks[0] / 1024)
+    };
     println!(
-        "server: peak RSS {} MiB, CPU {:.1} s, {:.1} µs CPU per delivery",
-        peak / 1024,
+        "server{}: peak RSS {peak}, CPU {:.1} s, {:.1} µs CPU per delivery",
+        if nodes > 1 { "s, all nodes" } else { "" },
         cpu,
         cpu * 1e6 / delivered.max(1) as f64
     );
@@ -273,6 +334,27 @@ async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Server processes: `takeover` needs exactly two.
+fn node_count(args: &Args) -> usize {
+    if args.scenario == Scenario::Takeover {
+        2
+    } else {
+        args.nodes
+    }
+}
+
+/// The servers' lease TTL, when the harness sets it.
+fn lease_ttl_ms(args: &Args) -> Option<u64> {
+    let default = (args.scenario == Scenario::Takeover).then_some(10_000);
+    args.lease_ttl_ms.or(default)
+}
+
+/// How long the cluster may take to own every webhook: the contract's 2 × TTL, and some slack
+/// for a busy machine.
+fn ownership_timeout(args: &Args) -> Duration {
+    Duration::from_millis(2 * lease_ttl_ms(args).unwrap_or(10_000)) + Duration::from_secs(10)
+}
+
 fn sizes(args: &Args) -> (usize, usize, Duration) {
     let (w, e, d) = match args.scenario {
         Scenario::Steady => (10, 20_000, 0),
@@ -281,6 +363,8 @@ fn sizes(args: &Args) -> (usize, usize, Duration) {
         Scenario::Slow => (10, 2_000, 50),
         Scenario::Routing => (10, 20_000, 0),
         Scenario::BatchDrain => (1, 1_000_000, 0),
+        // One event per webhook, published after the kill.
+        Scenario::Takeover => (20, 20, 0),
     };
     (
         args.webhooks.unwrap_or(w),
@@ -350,6 +434,19 @@ fn webhook_specs(args: &Args, receiver: SocketAddr, n: usize, events: usize) -> 
                 base["batch"] = batch;
             }
             (vec![base; n], (n * events) as u64)
+        }
+        Scenario::Takeover => {
+            // An event type each: the event published for webhook k is delivered to it alone, so
+            // its first arrival times that webhook's take-over.
+            let specs = (0..n)
+                .map(|k| {
+                    let mut s = base.clone();
+                    s["webhook_name"] = json!(format!("bench-{k}"));
+                    s["event_type"] = json!(takeover_event_type(k));
+                    s
+                })
+                .collect();
+            (specs, n as u64)
         }
         _ => (vec![base; n], (n * events) as u64),
     }
@@ -520,8 +617,9 @@ impl Drop for DbGuard {
     }
 }
 
-async fn start_server(args: &Args) -> anyhow::Result<(Child, String, String, DbGuard)> {
-    let (url, guard) = match args.database {
+/// A fresh database: a temporary SQLite file, or a new PostgreSQL database dropped at the end.
+fn fresh_database(args: &Args) -> anyhow::Result<(String, DbGuard)> {
+    Ok(match args.database {
         Backend::Sqlite => {
             let dir = tempfile::tempdir()?;
             let url = format!("sqlite://{}", dir.path().join("bench.db").display());
@@ -549,56 +647,79 @@ async fn start_server(args: &Args) -> anyhow::Result<(Child, String, String, DbG
                 },
             )
         }
-    };
-    let port = free_port()?;
-    let child = spawn_server(&args.server_bin, &url, port)?;
-    Ok((child, format!("http://127.0.0.1:{port}"), url, guard))
+    })
 }
 
-fn spawn_server(bin: &str, url: &str, port: u16) -> anyhow::Result<Child> {
-    Command::new(bin)
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--database-url",
-            url,
-            "--allow-private-targets",
-        ])
-        .env(
-            "RUST_LOG",
-            std::env::var("LOADGEN_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
-        )
-        .stderr(
-            std::fs::File::create("/tmp/loadgen-server.log")
-                .map(Stdio::from)
-                .unwrap_or_else(|_| Stdio::null()),
-        )
-        .stdout(Stdio::null())
-        .spawn()
-        .map_err(|e| {
-            anyhow::anyhow!("cannot start {bin} (build it with `cargo build --release`): {e}")
-        })
+/// Starts every node at once on `url`, as the contract allows (migrations are serialised).
+fn start_nodes(args: &Args, url: &str) -> anyhow::Result<Vec<Server>> {
+    let nodes = node_count(args);
+    let mut servers = Vec::with_capacity(nodes);
+    for i in 1..=nodes {
+        let port = free_port()?;
+        // One node gets no `--node-id`, so that a server that predates the cluster still runs.
+        let node = (nodes > 1).then(|| format!("node-{i}"));
+        let child = spawn_server(args, url, port, node.as_deref())?;
+        servers.push(Server {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            node,
+        });
+    }
+    Ok(servers)
+}
+
+fn spawn_server(args: &Args, url: &str, port: u16, node: Option<&str>) -> anyhow::Result<Child> {
+    let bin = &args.server_bin;
+    let mut cmd = Command::new(bin);
+    cmd.args([
+        "serve",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--database-url",
+        url,
+        "--allow-private-targets",
+    ]);
+    if let Some(node) = node {
+        cmd.args(["--node-id", node]);
+    }
+    if let Some(ttl) = lease_ttl_ms(args) {
+        cmd.args(["--lease-ttl-ms", &ttl.to_string()]);
+    }
+    let log = match node {
+        Some(node) => format!("/tmp/loadgen-server-{node}.log"),
+        None => "/tmp/loadgen-server.log".into(),
+    };
+    cmd.env(
+        "RUST_LOG",
+        std::env::var("LOADGEN_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
+    )
+    .stderr(
+        std::fs::File::create(log)
+            .map(Stdio::from)
+            .unwrap_or_else(|_| Stdio::null()),
+    )
+    .stdout(Stdio::null())
+    .spawn()
+    .map_err(|e| anyhow::anyhow!("cannot start {bin} (build it with `cargo build --release`): {e}"))
 }
 
 /// For `wide`: restart the server with every webhook registered, and time start to ready.
 async fn restart_ready(
-    server: &mut Child,
-    bin: &str,
+    args: &Args,
+    server: &mut Server,
     db_url: &str,
     client: &reqwest::Client,
-    base: &str,
 ) -> anyhow::Result<Option<(Duration, u64)>> {
     let _ = Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
+        .args(["-TERM", &server.child.id().to_string()])
         .status();
-    let _ = server.wait();
-    let port: u16 = base.rsplit(':').next().unwrap_or("0").parse()?;
+    let _ = server.child.wait();
+    let port: u16 = server.base.rsplit(':').next().unwrap_or("0").parse()?;
     let t = Instant::now();
-    *server = spawn_server(bin, db_url, port)?;
-    wait_ready(client, base).await?;
+    server.child = spawn_server(args, db_url, port, server.node.as_deref())?;
+    wait_ready(client, &server.base).await?;
     let ready = t.elapsed();
-    Ok(Some((ready, rss_kib(server.id()))))
+    Ok(Some((ready, rss_kib(server.child.id()))))
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -623,16 +744,23 @@ async fn wait_ready(client: &reqwest::Client, base: &str) -> anyhow::Result<()> 
 /// Settings a server must know for `routing` and `batch-drain` to measure what they say.
 const FEATURES: [(&str, &str); 3] = [("filter", "§7"), ("transform", "§9"), ("batch", "§10")];
 
-async fn register(client: &reqwest::Client, base: &str, specs: Vec<Value>) -> anyhow::Result<()> {
+/// Creates the webhooks; their ids in the order of `specs`.
+async fn register(
+    client: &reqwest::Client,
+    base: &str,
+    specs: Vec<Value>,
+) -> anyhow::Result<Vec<i64>> {
     let specs = Arc::new(specs);
+    let ids = Arc::new(Mutex::new(vec![0; specs.len()]));
     let next = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for _ in 0..8 {
-        let (c, base, specs, next) = (
+        let (c, base, specs, next, ids) = (
             client.clone(),
             base.to_string(),
             specs.clone(),
             next.clone(),
+            ids.clone(),
         );
         tasks.push(tokio::spawn(async move {
             loop {
@@ -648,18 +776,21 @@ async fn register(client: &reqwest::Client, base: &str, specs: Vec<Value>) -> an
                     .await?;
                 let status = r.status();
                 let reply = r.text().await.unwrap_or_default();
-                check_created(body, status.as_u16(), &reply)?;
+                let created = check_created(body, status.as_u16(), &reply)?;
+                ids.lock().unwrap()[i] = created["webhook_id"].as_i64().unwrap_or(0);
             }
         }));
     }
     for t in tasks {
         t.await??;
     }
-    Ok(())
+    let ids = ids.lock().unwrap().clone();
+    Ok(ids)
 }
 
-/// A 201 that echoes every feature setting sent; otherwise says which feature the server lacks.
-fn check_created(sent: &Value, status: u16, reply: &str) -> anyhow::Result<()> {
+/// A 201 that echoes every feature setting sent (the webhook created); otherwise says which
+/// feature the server lacks.
+fn check_created(sent: &Value, status: u16, reply: &str) -> anyhow::Result<Value> {
     let used: Vec<_> = FEATURES
         .iter()
         .filter(|(key, _)| sent.get(key).is_some())
@@ -692,12 +823,14 @@ fn check_created(sent: &Value, status: u16, reply: &str) -> anyhow::Result<()> {
             created.get(key).unwrap_or(&Value::Null)
         );
     }
-    Ok(())
+    Ok(created)
 }
 
+/// Publishes from `args.concurrency` publishers, request i to node i mod N: a load balancer's
+/// round-robin.
 async fn publish_all(
     client: &reqwest::Client,
-    base: &str,
+    bases: &[String],
     args: &Args,
     events: usize,
     accepted: Arc<Mutex<HashMap<String, Instant>>>,
@@ -708,10 +841,11 @@ async fn publish_all(
     let next = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let mut tasks = Vec::new();
+    let bases = Arc::new(bases.to_vec());
     for _ in 0..args.concurrency {
-        let (c, base, next, accepted) = (
+        let (c, bases, next, accepted) = (
             client.clone(),
-            base.to_string(),
+            bases.clone(),
             next.clone(),
             accepted.clone(),
         );
@@ -728,6 +862,7 @@ async fn publish_all(
                 }
                 let n = batch.min(events - i * batch);
                 let body: Vec<Value> = (0..n).map(|k| event(i * batch + k, rich)).collect();
+                let base = &bases[i % bases.len()];
                 let r = c
                     .post(format!("{base}/api/events"))
                     .header("content-type", "application/json")
@@ -764,6 +899,321 @@ fn event(n: usize, rich: bool) -> Value {
         }})
     } else {
         json!({"event": "bench/event", "data": {"tenantId": "bench", "n": n}})
+    }
+}
+
+/// The event type of `takeover`'s webhook k.
+fn takeover_event_type(k: usize) -> String {
+    format!("bench/takeover-{k}")
+}
+
+async fn get_json(client: &reqwest::Client, url: &str) -> anyhow::Result<Value> {
+    let r = client.get(url).send().await?;
+    let status = r.status();
+    let body = r.text().await?;
+    anyhow::ensure!(status.is_success(), "GET {url}: {status} {}", body.trim());
+    Ok(serde_json::from_str(&body)?)
+}
+
+/// The webhooks a node has loaded, with their owners (`/api/health/webhooks`, every page): the
+/// node's registry, which is what it matches publishes against.
+async fn registry(client: &reqwest::Client, base: &str) -> anyhow::Result<Vec<Value>> {
+    let mut all = Vec::new();
+    let mut after = None;
+    loop {
+        let mut url = format!("{base}/api/health/webhooks?limit=1000");
+        if let Some(a) = after {
+            url.push_str(&format!("&after={a}"));
+        }
+        let page = get_json(client, &url).await?;
+        all.extend(page["webhooks"].as_array().into_iter().flatten().cloned());
+        match page["next_after"].as_i64() {
+            Some(a) => after = Some(a),
+            None => return Ok(all),
+        }
+    }
+}
+
+/// `(node id, webhooks it owns)` of each live node in a `/api/cluster` answer.
+fn owned(view: &Value) -> Vec<(String, u64)> {
+    view["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|n| {
+            (
+                n["id"].as_str().unwrap_or("?").to_string(),
+                n["webhooks"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+/// "node-1 owns 5, node-2 owns 5 webhooks"
+fn ownership(view: &Value) -> String {
+    let each: Vec<String> = owned(view)
+        .iter()
+        .map(|(id, n)| format!("{id} owns {n}"))
+        .collect();
+    format!("{} webhooks", each.join(", "))
+}
+
+/// Whether the cluster is ready for load: `/api/cluster` lists every node and they own all
+/// `webhooks` between them (each at least one when `each_owns`), and every node's registry holds
+/// them all, since until then a publish on it would match fewer webhooks than the run expects.
+/// The view when it is; otherwise why not.
+async fn cluster_settled(
+    client: &reqwest::Client,
+    bases: &[String],
+    webhooks: usize,
+    each_owns: bool,
+) -> anyhow::Result<Value> {
+    let view = get_json(client, &format!("{}/api/cluster", bases[0])).await?;
+    let nodes = owned(&view);
+    let sum: u64 = nodes.iter().map(|(_, n)| n).sum();
+    anyhow::ensure!(
+        nodes.len() == bases.len() && sum == webhooks as u64,
+        "{} of {} nodes live, {sum} of {webhooks} webhooks owned ({})",
+        nodes.len(),
+        bases.len(),
+        ownership(&view)
+    );
+    anyhow::ensure!(
+        !each_owns || nodes.iter().all(|(_, n)| *n > 0),
+        "a node owns nothing yet ({})",
+        ownership(&view)
+    );
+    for base in bases {
+        let known = registry(client, base).await?.len();
+        anyhow::ensure!(
+            known == webhooks,
+            "{base} knows {known} of {webhooks} webhooks"
+        );
+    }
+    Ok(view)
+}
+
+/// Waits for [`cluster_settled`]; past `timeout` the server misbehaves, and the run says how.
+async fn wait_cluster(
+    client: &reqwest::Client,
+    bases: &[String],
+    webhooks: usize,
+    each_owns: bool,
+    timeout: Duration,
+) -> anyhow::Result<Value> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match cluster_settled(client, bases, webhooks, each_owns).await {
+            Ok(view) => return Ok(view),
+            Err(e) if Instant::now() >= deadline => {
+                anyhow::bail!("cluster not settled after {} s: {e:#}", timeout.as_secs())
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// `takeover`: kills `node-2` with SIGKILL, publishes one event per webhook through `node-1` at
+/// once, and times, per webhook `node-2` owned, the kill to its first delivery.
+async fn takeover(
+    args: &Args,
+    client: &reqwest::Client,
+    receiver: SocketAddr,
+    receipts: &Receipts,
+) -> anyhow::Result<()> {
+    let (webhooks, _, _) = sizes(args);
+    let (db_url, _db_guard) = fresh_database(args)?;
+    let mut servers = start_nodes(args, &db_url)?;
+    let bases: Vec<String> = servers.iter().map(|s| s.base.clone()).collect();
+    for base in &bases {
+        wait_ready(client, base).await?;
+    }
+    let (specs, _) = webhook_specs(args, receiver, webhooks, webhooks);
+    let ids = register(client, &bases[0], specs).await?;
+    let t = Instant::now();
+    let (view, lost) = doomed_webhooks(client, &bases, &ids, ownership_timeout(args)).await?;
+    let ttl = Duration::from_millis(view["lease_ttl_ms"].as_u64().unwrap_or(0));
+    println!(
+        "cluster: {} after {:.0} ms; lease TTL {} ms",
+        ownership(&view),
+        t.elapsed().as_secs_f64() * 1e3,
+        ttl.as_millis()
+    );
+
+    let doomed = &mut servers[1].child;
+    doomed.kill()?;
+    let killed = Instant::now();
+    let _ = doomed.wait();
+    let watch = tokio::spawn(departure(
+        client.clone(),
+        bases[0].clone(),
+        killed,
+        ttl + Duration::from_secs(30),
+    ));
+    let events = publish_one_each(client, &bases[0], ids.len()).await?;
+    let published = killed.elapsed();
+    wait_all(receipts, ids.len() as u64, ttl + Duration::from_secs(30)).await;
+
+    let first = first_arrivals(receipts);
+    let since_kill = |k: usize| {
+        first
+            .get(&events[k])
+            .map(|at| at.saturating_duration_since(killed).as_secs_f64())
+    };
+    let (mut taken, mut kept) = (Vec::new(), Vec::new());
+    for (k, id) in ids.iter().enumerate() {
+        if lost.contains(id) {
+            taken.push(since_kill(k));
+        } else {
+            kept.push(since_kill(k));
+        }
+    }
+    println!(
+        "node-2 killed (SIGKILL) owning {} of {} webhooks; one event per webhook published through node-1 {:.0} ms after the kill",
+        lost.len(),
+        ids.len(),
+        published.as_secs_f64() * 1e3
+    );
+    let target = ttl + Duration::from_secs(1);
+    let times = |label: &str, v: &[Option<f64>]| {
+        let mut got: Vec<f64> = v.iter().flatten().copied().collect();
+        got.sort_unstable_by(f64::total_cmp);
+        let (min, med, max) = (
+            got.first().copied().unwrap_or(f64::NAN),
+            median(&got),
+            got.last().copied().unwrap_or(f64::NAN),
+        );
+        println!(
+            "kill → first delivery, {label}: {}/{} delivered, min {min:.2} s  median {med:.2} s  max {max:.2} s",
+            got.len(),
+            v.len()
+        );
+        got.len() == v.len() && max <= target.as_secs_f64()
+    };
+    let ok = times("webhooks node-2 owned", &taken);
+    times("webhooks node-1 kept", &kept);
+    println!(
+        "lease TTL {:.2} s, target ≤ TTL + 1 s = {:.2} s: {}",
+        ttl.as_secs_f64(),
+        target.as_secs_f64(),
+        if ok { "✔" } else { "✘" }
+    );
+    match watch.await? {
+        Some(d) => println!(
+            "node-2 left /api/cluster {:.2} s after the kill",
+            d.as_secs_f64()
+        ),
+        None => println!(
+            "node-2 still listed in /api/cluster {} s after the kill",
+            (ttl + Duration::from_secs(30)).as_secs()
+        ),
+    }
+    anyhow::ensure!(
+        taken.iter().chain(&kept).all(Option::is_some),
+        "not every webhook got its event within TTL + 30 s"
+    );
+    Ok(())
+}
+
+/// Waits until both nodes own webhooks, then asks which ones `node-2` owns: the `node` of each
+/// webhook's health, checked against `/api/cluster`'s count, since ownership that moved between
+/// the two reads would misattribute a webhook.
+async fn doomed_webhooks(
+    client: &reqwest::Client,
+    bases: &[String],
+    ids: &[i64],
+    timeout: Duration,
+) -> anyhow::Result<(Value, HashSet<i64>)> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let view = wait_cluster(client, bases, ids.len(), true, timeout).await?;
+        let lost: HashSet<i64> = registry(client, &bases[0])
+            .await?
+            .iter()
+            .filter(|h| h["node"].as_str() == Some("node-2"))
+            .filter_map(|h| h["webhook_id"].as_i64())
+            .collect();
+        let counted = owned(&view)
+            .into_iter()
+            .find(|(id, _)| id == "node-2")
+            .map_or(0, |(_, n)| n);
+        if lost.len() as u64 == counted {
+            return Ok((view, lost));
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "health names {} webhooks of node-2, /api/cluster {counted}",
+            lost.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// One event per webhook, in one request through `base`: event k goes to webhook k alone. Their
+/// ids, in that order.
+async fn publish_one_each(
+    client: &reqwest::Client,
+    base: &str,
+    n: usize,
+) -> anyhow::Result<Vec<String>> {
+    let body: Vec<Value> = (0..n)
+        .map(|k| json!({"event": takeover_event_type(k), "data": {"tenantId": "bench", "n": k}}))
+        .collect();
+    let r = client
+        .post(format!("{base}/api/events"))
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&body)?)
+        .send()
+        .await?;
+    anyhow::ensure!(r.status().as_u16() == 202, "publish: {}", r.status());
+    let v: Value = serde_json::from_slice(&r.bytes().await?)?;
+    let ids: Vec<String> = v["ids"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|id| id.as_str().map(str::to_string))
+        .collect();
+    anyhow::ensure!(ids.len() == n, "publish: {n} events, {} ids", ids.len());
+    Ok(ids)
+}
+
+/// How long after `since` node-2 left the live nodes of `/api/cluster` on `base` (None: not
+/// within `limit`).
+async fn departure(
+    client: reqwest::Client,
+    base: String,
+    since: Instant,
+    limit: Duration,
+) -> Option<Duration> {
+    while since.elapsed() < limit {
+        if let Ok(view) = get_json(&client, &format!("{base}/api/cluster")).await {
+            if owned(&view).iter().all(|(id, _)| id != "node-2") {
+                return Some(since.elapsed());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
+
+/// The first arrival of each event.
+fn first_arrivals(r: &Receipts) -> HashMap<String, Instant> {
+    let mut first: HashMap<String, Instant> = HashMap::new();
+    for (event, at) in r.arrivals.lock().unwrap().iter() {
+        first
+            .entry(event.clone())
+            .and_modify(|t| *t = (*t).min(*at))
+            .or_insert(*at);
+    }
+    first
+}
+
+/// Median of sorted figures (NaN for none).
+fn median(sorted: &[f64]) -> f64 {
+    match sorted.len() {
+        0 => f64::NAN,
+        n if !n.is_multiple_of(2) => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
     }
 }
 
@@ -924,5 +1374,42 @@ mod tests {
         let (specs, expected) = webhook_specs(&args, addr, 1, 1_000_000);
         assert_eq!((specs.len(), expected), (1, 1_000_000));
         assert_eq!(specs[0]["batch"]["maxEvents"], 100);
+    }
+
+    #[test]
+    fn takeover_gives_each_webhook_its_own_event_type_on_two_nodes() {
+        let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let args = Args::parse_from(["loadgen", "--scenario", "takeover"]);
+        let (webhooks, events, _) = sizes(&args);
+        let (specs, expected) = webhook_specs(&args, addr, webhooks, events);
+        let types: HashSet<_> = specs.iter().map(|s| s["event_type"].clone()).collect();
+        assert_eq!((specs.len(), types.len(), expected), (20, 20, 20));
+        assert_eq!(specs[3]["event_type"], takeover_event_type(3));
+        assert_eq!((node_count(&args), lease_ttl_ms(&args)), (2, Some(10_000)));
+        let args = Args::parse_from([
+            "loadgen",
+            "--scenario",
+            "takeover",
+            "--lease-ttl-ms",
+            "2000",
+        ]);
+        assert_eq!(lease_ttl_ms(&args), Some(2000));
+        // A single steady node passes neither setting: a server from before the cluster runs it.
+        let args = Args::parse_from(["loadgen"]);
+        assert_eq!((node_count(&args), lease_ttl_ms(&args)), (1, None));
+    }
+
+    #[test]
+    fn cluster_figures() {
+        let view = json!({"node": "node-1", "lease_ttl_ms": 2000, "nodes": [
+            {"id": "node-1", "webhooks": 12}, {"id": "node-2", "webhooks": 8}]});
+        assert_eq!(
+            owned(&view),
+            [("node-1".to_string(), 12), ("node-2".to_string(), 8)]
+        );
+        assert_eq!(ownership(&view), "node-1 owns 12, node-2 owns 8 webhooks");
+        assert!(median(&[]).is_nan());
+        assert_eq!(median(&[1.0, 2.0, 4.0]), 2.0);
+        assert_eq!(median(&[1.0, 2.0, 4.0, 10.0]), 3.0);
     }
 }
