@@ -93,10 +93,6 @@ impl Dispatcher {
         let deps = Arc::new(WebhookDeps {
             db: p.db.clone(),
             recorder: recorder.clone(),
-            clients: Arc::new(crate::delivery::clients::ClientPools::new(
-                p.policy.clone(),
-                p.tls.clone(),
-            )),
             policy: p.policy,
             tls: p.tls,
             metrics: p.metrics,

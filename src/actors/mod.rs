@@ -40,8 +40,6 @@ pub struct WebhookDeps {
     pub tuning: Tuning,
     /// Where operational facts (README, Operational events) go.
     pub ops: OpsEmitter,
-    /// HTTP clients, one per receiver origin, shared by its webhooks.
-    pub clients: Arc<crate::delivery::clients::ClientPools>,
     /// Runs `transform` programs in worker processes.
     pub transform: Arc<crate::transform::TransformPool>,
 }

@@ -40,8 +40,7 @@ pub struct WebhookActor {
     /// Where a 410 is reported, so that the registry stops matching this webhook.
     router: Recipient<DisabledByReceiver>,
     status: Arc<WebhookStatus>,
-    /// Shared with the other webhooks of the same origin ([`crate::delivery::clients`]).
-    client: Option<Arc<reqwest::Client>>,
+    client: Option<reqwest::Client>,
     /// The webhook's URL, parsed once (again after it changes).
     url: Option<Result<url::Url, String>>,
     limiter: Option<DefaultDirectRateLimiter>,
@@ -514,12 +513,11 @@ impl WebhookActor {
 
     fn client(&mut self) -> reqwest::Result<reqwest::Client> {
         if let Some(c) = &self.client {
-            return Ok(reqwest::Client::clone(c));
+            return Ok(c.clone());
         }
-        let c = self.deps.clients.for_url(&self.webhook.url)?;
-        let client = reqwest::Client::clone(&c);
-        self.client = Some(c);
-        Ok(client)
+        let c = sender::build_client(self.deps.policy.clone(), &self.deps.tls)?;
+        self.client = Some(c.clone());
+        Ok(c)
     }
 
     /// Turns an attempt's result into the delivery's next state, and hands it to the recorder.
@@ -1111,7 +1109,6 @@ impl Handler<Configure> for WebhookActor {
         }
         self.breaker.set_config(new.breaker);
         if new.url != self.webhook.url {
-            self.client = None; // another origin may mean another pool
             self.url = None;
         }
         self.webhook = new;

@@ -4,7 +4,6 @@
 //! and the rate limiter, [`sender::send`] it, then [`retry::decide`] what happens next.
 
 pub mod breaker;
-pub mod clients;
 pub mod retry;
 pub mod sender;
 pub mod signing;
