@@ -1,7 +1,8 @@
 //! End-to-end load harness: starts the release server on a fresh database, its own fast receiver
 //! (hyper, answers 204), registers W webhooks, publishes E events with C concurrent publishers,
-//! waits for every delivery, and prints intake rate, end-to-end rate, latency from accepted publish
-//! to receipt, server peak RSS and CPU, and the raw ceiling of the same client and receiver.
+//! waits for every delivery, and prints intake rate, end-to-end rate, latency to receipt (from the
+//! publish request's send, what the kernel sees, and from its `202`), server peak RSS and CPU, and
+//! the raw ceiling of the same client and receiver.
 //!
 //! ```text
 //! cargo build --release && cargo run --release --example loadgen -- --scenario steady
@@ -206,7 +207,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         return takeover(&args, &client, receiver, &receipts).await;
     }
 
-    let ceiling = measure_ceiling(&client, receiver, args.concurrency.max(32), 20_000).await?;
+    let (ceiling, raw_cpu_us) =
+        measure_ceiling(&client, receiver, args.concurrency.max(32), 20_000).await?;
     let (db_url, _db_guard) = fresh_database(&args)?;
     // Declared after the database guard, so the servers stop before their database is dropped.
     let mut servers = start_nodes(&args, &db_url)?;
@@ -238,7 +240,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         None
     };
 
-    let accepted: Arc<Mutex<HashMap<String, Instant>>> =
+    let accepted: Arc<Mutex<HashMap<String, Published>>> =
         Arc::new(Mutex::new(HashMap::with_capacity(events)));
     let t0 = Instant::now();
     publish_all(&client, &bases, &args, events, accepted.clone()).await?;
@@ -261,17 +263,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let cpu: f64 = servers.iter().map(|s| cpu_seconds(s.child.id())).sum();
     let delivered = receipts.seen.lock().unwrap().len() as u64;
 
-    let mut lat = latencies(&accepted, &receipts);
+    let mut lat = latencies(&accepted, &receipts, |p| p.accepted);
     lat.sort_unstable_by(f64::total_cmp);
-    let pct = |p: f64| {
-        lat.get(
-            ((lat.len() as f64 * p).ceil() as usize)
-                .saturating_sub(1)
-                .min(lat.len().saturating_sub(1)),
-        )
-        .copied()
-        .unwrap_or(0.0)
-    };
+    let pct = |p: f64| percentile(&lat, p);
+    // What the kernel sees: from the moment its request leaves to receipt, the commit included.
+    let mut from_send = latencies(&accepted, &receipts, |p| p.sent);
+    from_send.sort_unstable_by(f64::total_cmp);
     println!("server ready in {:.0} ms", boot.as_secs_f64() * 1e3);
     if let Some((b, idle_rss)) = boot_with_hooks {
         println!(
@@ -314,17 +311,29 @@ async fn run(args: Args) -> anyhow::Result<()> {
         pct(0.99),
         lat.last().copied().unwrap_or(0.0)
     );
+    println!(
+        "latency sent→receipt ms:     p50 {:.1}  p90 {:.1}  p99 {:.1}  max {:.1}",
+        percentile(&from_send, 0.50),
+        percentile(&from_send, 0.90),
+        percentile(&from_send, 0.99),
+        from_send.last().copied().unwrap_or(0.0)
+    );
     let peak = if nodes > 1 {
         let each: Vec<String> = peaks.iter().map(|p| (p / 1024).to_string()).collect();
         format!("{} MiB (node-1 … node-{nodes})", each.join(" / "))
     } else {
         format!("{} MiB", peaks[0] / 1024)
     };
+    let per_delivery_us = cpu * 1e6 / delivered.max(1) as f64;
     println!(
         "server{}: peak RSS {peak}, CPU {:.1} s, {:.1} µs CPU per delivery",
         if nodes > 1 { "s, all nodes" } else { "" },
         cpu,
-        cpu * 1e6 / delivered.max(1) as f64
+        per_delivery_us
+    );
+    println!(
+        "raw client:    {raw_cpu_us:.1} µs CPU per signed request (ceiling run, client and receiver) → server/raw {:.1}×",
+        per_delivery_us / raw_cpu_us.max(1e-9)
     );
     anyhow::ensure!(
         delivered >= expected,
@@ -566,25 +575,33 @@ fn record(r: &Receipts, deliveries: impl Iterator<Item = (String, Option<String>
     }
 }
 
-/// The same client driving the same receiver directly: the ceiling on this machine.
+/// The same client driving the same receiver directly, each request signed as the dispatcher signs
+/// it: the ceiling on this machine, in requests/s, and this process's CPU per request (client and
+/// receiver) in µs, the yardstick for the server's CPU per delivery.
 async fn measure_ceiling(
     client: &reqwest::Client,
     receiver: SocketAddr,
     concurrency: usize,
     n: usize,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<(f64, f64)> {
     let url = format!("http://{receiver}/ceiling");
     let body = json!({"id": "x", "event": "bench/event", "data": {"n": 1}}).to_string();
     let next = Arc::new(AtomicU64::new(0));
+    let cpu_before = cpu_seconds(std::process::id());
     let t = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
         let (c, url, body, next) = (client.clone(), url.clone(), body.clone(), next.clone());
         tasks.push(tokio::spawn(async move {
             while next.fetch_add(1, Ordering::Relaxed) < n as u64 {
+                let signature = beema_webhooks::delivery::signing::beema_signature(
+                    "whsec_bench",
+                    body.as_bytes(),
+                );
                 let _ = c
                     .post(&url)
                     .header("content-type", "application/json")
+                    .header("x-beema-signature", signature)
                     .body(body.clone())
                     .send()
                     .await;
@@ -594,7 +611,9 @@ async fn measure_ceiling(
     for t in tasks {
         t.await?;
     }
-    Ok(n as f64 / t.elapsed().as_secs_f64())
+    let rate = n as f64 / t.elapsed().as_secs_f64();
+    let cpu_us = (cpu_seconds(std::process::id()) - cpu_before) * 1e6 / n as f64;
+    Ok((rate, cpu_us))
 }
 
 /// Keeps a temporary database alive; drops a PostgreSQL one at the end.
@@ -833,7 +852,7 @@ async fn publish_all(
     bases: &[String],
     args: &Args,
     events: usize,
-    accepted: Arc<Mutex<HashMap<String, Instant>>>,
+    accepted: Arc<Mutex<HashMap<String, Published>>>,
 ) -> anyhow::Result<()> {
     let batch = publish_batch(args);
     let batches = events.div_ceil(batch);
@@ -863,6 +882,7 @@ async fn publish_all(
                 let n = batch.min(events - i * batch);
                 let body: Vec<Value> = (0..n).map(|k| event(i * batch + k, rich)).collect();
                 let base = &bases[i % bases.len()];
+                let sent = Instant::now();
                 let r = c
                     .post(format!("{base}/api/events"))
                     .header("content-type", "application/json")
@@ -875,7 +895,7 @@ async fn publish_all(
                 let mut map = accepted.lock().unwrap();
                 for id in v["ids"].as_array().into_iter().flatten() {
                     if let Some(id) = id.as_str() {
-                        map.insert(id.to_string(), at);
+                        map.insert(id.to_string(), Published { sent, accepted: at });
                     }
                 }
             }
@@ -1224,17 +1244,41 @@ async fn wait_all(r: &Receipts, expected: u64, timeout: Duration) {
     }
 }
 
-fn latencies(accepted: &Mutex<HashMap<String, Instant>>, r: &Receipts) -> Vec<f64> {
-    let accepted = accepted.lock().unwrap();
+/// When an event's publish request left, and when its `202` came back.
+#[derive(Clone, Copy)]
+struct Published {
+    sent: Instant,
+    accepted: Instant,
+}
+
+/// Milliseconds from `from` of each published event to its receipt.
+fn latencies(
+    published: &Mutex<HashMap<String, Published>>,
+    r: &Receipts,
+    from: impl Fn(&Published) -> Instant,
+) -> Vec<f64> {
+    let published = published.lock().unwrap();
     let arrivals = r.arrivals.lock().unwrap();
     arrivals
         .iter()
         .filter_map(|(event, at)| {
-            accepted
+            published
                 .get(event)
-                .map(|a| at.saturating_duration_since(*a).as_secs_f64() * 1e3)
+                .map(|p| at.saturating_duration_since(from(p)).as_secs_f64() * 1e3)
         })
         .collect()
+}
+
+/// Nearest-rank percentile `p` (0–1) of sorted values (0 when empty).
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted
+        .get(
+            ((sorted.len() as f64 * p).ceil() as usize)
+                .saturating_sub(1)
+                .min(sorted.len().saturating_sub(1)),
+        )
+        .copied()
+        .unwrap_or(0.0)
 }
 
 fn proc_status(pid: u32, key: &str) -> u64 {

@@ -140,9 +140,25 @@ impl ClusterRuntime {
     /// drained and recorded everything (SIGTERM).
     pub async fn leave(&self) {
         self.shared.stopping.store(true, Ordering::Relaxed);
-        for t in lock(&self.shared.tasks).drain(..) {
-            t.abort();
+        self.shared.kick.notify_one();
+        let tasks: Vec<_> = lock(&self.shared.tasks).drain(..).collect();
+        let [heartbeat, balancer, listener]: [tokio::task::JoinHandle<()>; 3] =
+            match tasks.try_into() {
+                Ok(t) => t,
+                Err(_) => return,
+            };
+        // The balancer ends its round first: aborted inside a transaction, its pooled connection
+        // would go back to the pool with the transaction open and its lease rows locked.
+        let balancer_abort = balancer.abort_handle();
+        if tokio::time::timeout(HANDOVER_DRAIN + Duration::from_secs(5), balancer)
+            .await
+            .is_err()
+        {
+            balancer_abort.abort();
         }
+        // These two hold connections of their own, which close with them.
+        heartbeat.abort();
+        listener.abort();
         let c = &self.shared.cluster;
         let ids = c.forget_all_owned();
         let result = async {

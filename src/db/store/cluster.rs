@@ -135,6 +135,15 @@ struct Count {
 const HELD: &str = "EXISTS (SELECT 1 FROM sys_cluster_nodes n WHERE n.node_id = l.node_id \
                     AND n.incarnation = l.incarnation AND n.expires_at > now())";
 
+/// A shutdown never waits for ever on a lease row: after this long its transaction fails, and the
+/// leases expire with the node instead.
+async fn bounded_lock_wait(c: &mut AsyncPgConnection) -> QueryResult<()> {
+    diesel::sql_query("SET LOCAL lock_timeout = '5s'")
+        .execute(c)
+        .await
+        .map(|_| ())
+}
+
 /// Registers this node, taking the id over from a process that may still hold it; true when that
 /// process was live (its leases must be left alone until they expire, as it may still be sending).
 pub async fn join(
@@ -194,6 +203,7 @@ pub async fn leave(c: &mut AsyncPgConnection, node_id: &str, incarnation: &str) 
     use diesel_async::AsyncConnection;
     let (node, inc) = (node_id.to_string(), incarnation.to_string());
     c.transaction::<_, diesel::result::Error, _>(async move |c| {
+        bounded_lock_wait(c).await?;
         diesel::sql_query(
             "UPDATE sys_webhook_leases SET node_id = NULL, incarnation = NULL, epoch = epoch + 1 \
              WHERE node_id = $1 AND incarnation = $2",
@@ -286,6 +296,7 @@ pub async fn release(
     let (node, inc) = (node_id.to_string(), incarnation.to_string());
     let (ids, snapshots) = (ids.to_vec(), snapshots.to_vec());
     c.transaction::<_, diesel::result::Error, _>(async move |c| {
+        bounded_lock_wait(c).await?;
         diesel::sql_query(
             "UPDATE sys_webhook_leases l SET node_id = NULL, incarnation = NULL, \
              epoch = l.epoch + 1, health = COALESCE(s.health, l.health), health_at = now() \
