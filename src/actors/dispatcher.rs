@@ -262,6 +262,23 @@ impl Dispatcher {
             .collect()
     }
 
+    /// Health snapshots (id, version, JSON) of those of `ids` whose status changed since the
+    /// version in `seen`.
+    pub fn changed_snapshots(
+        &self,
+        ids: &[i64],
+        seen: &std::collections::HashMap<i64, u64>,
+    ) -> Vec<(i64, u64, String)> {
+        let reg = self.registry();
+        ids.iter()
+            .filter_map(|id| {
+                let (_, status) = reg.entry(*id)?;
+                let version = status.version();
+                (seen.get(id) != Some(&version)).then(|| (*id, version, status.snapshot(*id)))
+            })
+            .collect()
+    }
+
     /// Makes the registry exactly `webhooks` (after the cluster listener reconnected).
     pub async fn reload(&self, webhooks: Vec<Arc<Webhook>>) -> Result<(), DispatchError> {
         Ok(self.inner.router.send(Reload(webhooks)).await?)

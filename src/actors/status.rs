@@ -26,6 +26,8 @@ struct StatusInner {
     circuit: CircuitView,
     /// What moves with the webhook to its next owner.
     breaker: BreakerSnapshot,
+    /// Grows with every change, so that unchanged health is not published again.
+    version: u64,
     in_flight: usize,
     last_success_at: Option<DateTime<Utc>>,
     last_failure_at: Option<DateTime<Utc>>,
@@ -131,7 +133,10 @@ impl WebhookStatus {
 
     /// Sets the actor's lifecycle state.
     pub fn set_actor(&self, state: ActorState) {
-        self.with(|s| s.actor = state);
+        self.with(|s| {
+            s.version += u64::from(s.actor != state);
+            s.actor = state;
+        });
     }
 
     /// Counts a restart.
@@ -139,30 +144,40 @@ impl WebhookStatus {
         self.with(|s| {
             s.restarts += 1;
             s.actor = ActorState::Restarting;
+            s.version += 1;
         });
     }
 
     /// Copies the breaker's state.
     pub fn set_circuit(&self, b: &CircuitBreaker) {
         self.with(|s| {
+            let snapshot = b.snapshot();
+            if s.breaker == snapshot {
+                return; // called on every pump: most calls change nothing
+            }
+            s.version += 1;
             s.circuit = CircuitView {
                 state: b.state().as_str().to_string(),
                 consecutive_failures: b.consecutive_failures(),
                 opened_at: b.opened_at(),
                 retry_at: b.retry_at(),
             };
-            s.breaker = b.snapshot();
+            s.breaker = snapshot;
         });
     }
 
     /// Sets the number of attempts in flight.
     pub fn set_in_flight(&self, n: usize) {
-        self.with(|s| s.in_flight = n);
+        self.with(|s| {
+            s.version += u64::from(s.in_flight != n);
+            s.in_flight = n;
+        });
     }
 
     /// Records one attempt; `error` is None for a success.
     pub fn attempt(&self, at: DateTime<Utc>, latency_ms: u64, error: Option<&str>) {
         self.with(|s| {
+            s.version += 1;
             s.attempts += 1;
             if s.latencies.len() == LATENCY_WINDOW {
                 s.latencies.pop_front();
@@ -181,12 +196,18 @@ impl WebhookStatus {
     /// Records a delivery reaching `success` (true) or `failed` (false).
     pub fn finished(&self, success: bool) {
         self.with(|s| {
+            s.version += 1;
             if success {
                 s.delivered += 1
             } else {
                 s.failed += 1
             }
         });
+    }
+
+    /// Changes so far: equal versions mean equal health.
+    pub fn version(&self) -> u64 {
+        self.with(|s| s.version)
     }
 
     /// True while the breaker is in `state`.
@@ -280,6 +301,24 @@ mod tests {
         assert_eq!(back.view.webhook_id, 7);
         assert_eq!(back.breaker, b.snapshot());
         assert!(OwnerSnapshot::parse(Some("{")).is_none());
+    }
+
+    #[test]
+    fn the_version_moves_only_when_health_changes() {
+        let s = WebhookStatus::default();
+        let b = CircuitBreaker::new(crate::domain::BreakerSettings {
+            failure_threshold: 1,
+            cooldown_ms: 1000,
+        });
+        s.set_circuit(&b);
+        s.set_in_flight(0);
+        let v = s.version();
+        s.set_circuit(&b);
+        s.set_in_flight(0);
+        s.set_actor(ActorState::Running);
+        assert_eq!(s.version(), v, "the pump's idle calls change nothing");
+        s.attempt(Utc::now(), 1, None);
+        assert!(s.version() > v);
     }
 
     #[test]

@@ -277,7 +277,7 @@ mod tests {
     }
 
     #[test]
-    fn a_joining_node_takes_mostly_webhooks_it_gains() {
+    fn a_joining_node_takes_only_webhooks_it_gains() {
         let two = nodes(&["node-a", "node-b"]);
         let three = nodes(&["node-a", "node-b", "node-c"]);
         let ids: Vec<i64> = (1..=3000).collect();

@@ -230,24 +230,6 @@ impl ClusterRuntime {
                 .collect(),
         })
     }
-
-    /// Owners and published health of webhooks this node does not own.
-    pub async fn remote_health(
-        &self,
-        ids: &[i64],
-    ) -> anyhow::Result<HashMap<i64, (Option<String>, Option<OwnerSnapshot>)>> {
-        let mut conn = pg(&self.shared.db).await?;
-        Ok(store::health_of(&mut conn, ids)
-            .await?
-            .into_iter()
-            .map(|r| {
-                (
-                    r.webhook_id,
-                    (r.owner, OwnerSnapshot::parse(r.health.as_deref())),
-                )
-            })
-            .collect())
-    }
 }
 
 fn ttl_ms(c: &Cluster) -> i64 {
@@ -347,7 +329,7 @@ async fn balancer(s: Arc<Shared>, hold_off: Duration) {
     tokio::time::sleep(hold_off).await;
     let tick = tick_of(s.cluster.ttl());
     let mut unowned_rounds: HashMap<i64, u32> = HashMap::new();
-    let mut published: HashMap<i64, String> = HashMap::new();
+    let mut published: HashMap<i64, u64> = HashMap::new();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(tick) => {}
@@ -481,26 +463,22 @@ async fn hand_over(s: &Shared, ids: &[i64]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Publishes the health of owned webhooks whose snapshot changed since the last round.
-async fn publish_health(s: &Shared, published: &mut HashMap<i64, String>) -> anyhow::Result<()> {
+/// Publishes the health of owned webhooks that changed since the last round (an idle webhook
+/// costs neither a serialisation nor a row write).
+async fn publish_health(s: &Shared, published: &mut HashMap<i64, u64>) -> anyhow::Result<()> {
     let c = &s.cluster;
-    let owned = c.owned_ids();
-    let snaps = s.dispatcher.snapshots(&owned);
-    let changed: Vec<(i64, String)> = owned
-        .into_iter()
-        .zip(snaps)
-        .filter_map(|(id, snap)| {
-            let snap = snap?;
-            (published.get(&id) != Some(&snap)).then_some((id, snap))
-        })
-        .collect();
     published.retain(|id, _| c.owns(*id));
+    let changed = s.dispatcher.changed_snapshots(&c.owned_ids(), published);
     if changed.is_empty() {
         return Ok(());
     }
     let mut conn = pg(&s.db).await?;
-    store::publish_health(&mut conn, c.node_id(), c.incarnation(), changed.clone()).await?;
-    published.extend(changed);
+    let rows = changed
+        .iter()
+        .map(|(id, _, snap)| (*id, snap.clone()))
+        .collect();
+    store::publish_health(&mut conn, c.node_id(), c.incarnation(), rows).await?;
+    published.extend(changed.into_iter().map(|(id, version, _)| (id, version)));
     Ok(())
 }
 

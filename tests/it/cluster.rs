@@ -19,7 +19,8 @@ use crate::utils::nodes::{
     PgProxy,
 };
 use crate::utils::{
-    beema_signature, eventually, standard_verifies, Received, Reply, TestDb, TestReceiver,
+    beema_signature, delivery_of, event_of, eventually, standard_verifies, Received, Reply, TestDb,
+    TestReceiver,
 };
 
 /// One cluster test at a time.
@@ -54,19 +55,6 @@ fn event(n: usize) -> Value {
 
 fn events(from: usize, count: usize) -> Value {
     Value::Array((from..from + count).map(event).collect())
-}
-
-fn delivery_of(r: &Received) -> String {
-    r.header("x-beema-delivery")
-        .expect("X-Beema-Delivery header")
-        .to_string()
-}
-
-fn event_of(r: &Received) -> String {
-    r.json()["id"]
-        .as_str()
-        .expect("event id in the body")
-        .to_string()
 }
 
 fn ids_of(published: &Value) -> Vec<String> {

@@ -10,8 +10,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use crate::utils::nodes::{db_url, free_port};
 use crate::utils::{
-    deliveries_of, eventually, test_config, Env, Received, Reply, TestDb, TestReceiver, TestServer,
+    deliveries_of, delivery_of, event_of, eventually, test_config, Env, Received, Reply, TestDb,
+    TestReceiver, TestServer,
 };
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -34,19 +36,6 @@ fn with(mut a: Value, b: Value) -> Value {
         }
     }
     a
-}
-
-fn delivery_of(r: &Received) -> String {
-    r.header("x-beema-delivery")
-        .expect("X-Beema-Delivery header")
-        .to_string()
-}
-
-fn event_of(r: &Received) -> String {
-    r.json()["id"]
-        .as_str()
-        .expect("event id in the body")
-        .to_string()
 }
 
 fn id_of(hook: &Value) -> i64 {
@@ -869,21 +858,6 @@ async fn a_batch_much_larger_than_the_window_is_delivered_exactly_once() {
 
 // ---------------------------------------------------------------------------------------------
 // 11 and 12. the real binary: SIGKILL and SIGTERM
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-fn db_url(db: &TestDb) -> String {
-    match &db.url {
-        beema_webhooks::config::DatabaseUrl::Sqlite(path) => format!("sqlite://{path}"),
-        beema_webhooks::config::DatabaseUrl::Postgres(url) => url.clone(),
-    }
-}
 
 /// The real `beema-webhooks serve`; killed when dropped.
 struct Binary {

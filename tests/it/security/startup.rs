@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use beema_webhooks::config::DatabaseUrl;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
+use crate::utils::nodes::free_port;
 use crate::utils::{eventually, TestDb};
 
 /// The binary with a clean environment: no `BEEMA_*`, `DATABASE_URL` or `RUST_LOG` of the caller.
@@ -237,14 +238,6 @@ async fn logs_to_a_pipe_carry_no_colour_codes() {
             "a colour code in a piped log line: {line:?}"
         );
     }
-}
-
-/// A port nothing listens on right now (the binary is told it, then asked on it).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 /// The status of `GET base/path`, or `None` when nothing answers.

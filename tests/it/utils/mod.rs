@@ -22,7 +22,7 @@ use tokio::sync::oneshot;
 
 pub use answers::{assert_error, deliveries_of};
 pub use poll::eventually;
-pub use receiver::{Received, Reply, TestReceiver};
+pub use receiver::{delivery_of, event_of, Received, Reply, TestReceiver};
 pub use signatures::{beema_signature, standard_signature, standard_verifies};
 
 /// A database of its own for one test.

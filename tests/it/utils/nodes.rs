@@ -11,6 +11,14 @@ use serde_json::{json, Value};
 use super::{eventually, test_config, TestDb, TestServer};
 use beema_webhooks::config::{Config, DatabaseUrl};
 
+/// A port nothing listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
 /// The database URL as the binary's `--database-url` takes it.
 pub fn db_url(db: &TestDb) -> String {
     match &db.url {
@@ -243,11 +251,7 @@ impl NodeProcess {
     pub fn spawn(db_url: &str, id: &str, lease_ttl_ms: u64) -> Self {
         // The test client needs a TLS provider even for plain http.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("bind")
-            .local_addr()
-            .expect("addr")
-            .port();
+        let port = free_port();
         let dir = tempfile::tempdir().expect("temp dir");
         let log = dir.path().join("server.log");
         let child = Command::new(env!("CARGO_BIN_EXE_beema-webhooks"))

@@ -35,6 +35,21 @@ impl Received {
     }
 }
 
+/// The `X-Beema-Delivery` of a request.
+pub fn delivery_of(r: &Received) -> String {
+    r.header("x-beema-delivery")
+        .expect("X-Beema-Delivery header")
+        .to_string()
+}
+
+/// The event id in a request's body.
+pub fn event_of(r: &Received) -> String {
+    r.json()["id"]
+        .as_str()
+        .expect("event id in the body")
+        .to_string()
+}
+
 /// How the receiver answers a request.
 #[derive(Debug, Clone)]
 pub struct Reply {
