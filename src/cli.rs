@@ -92,6 +92,11 @@ pub struct Settings {
     #[arg(long, env = "BEEMA_LEASE_TTL_MS", global = true, default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(1000..=300_000))]
     pub lease_ttl_ms: u64,
+    /// Most requests in flight to one receiver origin (scheme, host, port) per worker thread;
+    /// the webhooks sending there share these connections fairly (1–10000).
+    #[arg(long, env = "BEEMA_HOST_CONNECTIONS", global = true, default_value_t = 256,
+          value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub host_connections: u64,
     /// Log format (the log filter itself is `RUST_LOG`, default `info`).
     #[arg(long, env = "BEEMA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,

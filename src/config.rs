@@ -72,6 +72,9 @@ pub struct Tuning {
     pub window: usize,
     /// Most concurrent requests to one (unordered) webhook.
     pub max_in_flight: usize,
+    /// Most requests in flight to one receiver origin from one worker thread
+    /// (`BEEMA_HOST_CONNECTIONS`).
+    pub host_connections: usize,
     /// Longest wait for in-flight attempts at shutdown.
     pub drain_timeout: Duration,
     /// How long the recorder waits to fill a batch.
@@ -89,6 +92,7 @@ impl Default for Tuning {
         Self {
             window: 1000,
             max_in_flight: 32,
+            host_connections: 256,
             drain_timeout: Duration::from_secs(10),
             recorder_flush_every: Duration::from_millis(5),
             recorder_batch: 512,
@@ -149,7 +153,10 @@ impl Config {
             secret_key: s.secret_key.clone().filter(|t| !t.is_empty()),
             max_body_bytes: s.max_body_bytes,
             json_logs: s.log_format == LogFormat::Json,
-            tuning: Tuning::default(),
+            tuning: Tuning {
+                host_connections: s.host_connections as usize,
+                ..Tuning::default()
+            },
             validate_events: s.validate_events,
             node_id: s
                 .node_id

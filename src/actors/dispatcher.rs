@@ -2,6 +2,7 @@
 //! committed deliveries over, keep webhooks in step and read their health through it; the registry
 //! lock, the actor addresses and the arbiters stay behind it, and so does shutdown.
 
+use crate::delivery::host_pool::HostPools;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -93,8 +94,8 @@ impl Dispatcher {
         let deps = Arc::new(WebhookDeps {
             db: p.db.clone(),
             recorder: recorder.clone(),
+            hosts: HostPools::new(p.tuning.host_connections, p.policy.clone(), p.tls),
             policy: p.policy,
-            tls: p.tls,
             metrics: p.metrics,
             transform: Arc::new(crate::transform::TransformPool::new(
                 p.tuning.transform_worker.clone(),

@@ -32,8 +32,8 @@ pub struct WebhookDeps {
     pub recorder: RecorderHandle,
     /// Which targets may be contacted.
     pub policy: Arc<TargetPolicy>,
-    /// TLS settings shared by every HTTP client (built once: the trust store is not small).
-    pub tls: Arc<rustls::ClientConfig>,
+    /// HTTP connections, shared per receiver origin.
+    pub hosts: crate::delivery::host_pool::HostPools,
     /// Metrics.
     pub metrics: Metrics,
     /// Window, concurrency and timing knobs.

@@ -25,6 +25,7 @@ use super::WebhookDeps;
 use crate::db::models::DeliveryRow;
 use crate::db::store::sent::{self, SentBodyRow};
 use crate::delivery::breaker::{BreakerSnapshot, CircuitBreaker, CircuitState};
+use crate::delivery::host_pool::HostPool;
 use crate::delivery::retry::{decide, random_jitter, RetryDecision};
 use crate::delivery::sender::{self, AttemptResult, Outgoing};
 use crate::domain::ops::{is_ops_type, OpsDetail, OpsFact};
@@ -40,7 +41,8 @@ pub struct WebhookActor {
     /// Where a 410 is reported, so that the registry stops matching this webhook.
     router: Recipient<DisabledByReceiver>,
     status: Arc<WebhookStatus>,
-    client: Option<reqwest::Client>,
+    /// The connections to the webhook's receiver origin, shared with other webhooks sending there.
+    host: Option<Arc<HostPool>>,
     /// The webhook's URL, parsed once (again after it changes).
     url: Option<Result<url::Url, String>>,
     limiter: Option<DefaultDirectRateLimiter>,
@@ -99,7 +101,7 @@ impl WebhookActor {
             deps,
             router,
             status,
-            client: None,
+            host: None,
             url: None,
             limiter,
             breaker,
@@ -194,14 +196,14 @@ impl WebhookActor {
     /// Drops the HTTP client (its connection pool and sockets) once the webhook has been idle for a
     /// while, so that thousands of quiet webhooks hold no connections; it is rebuilt on demand.
     fn release_client_when_idle(&mut self, ctx: &mut Context<Self>) {
-        if self.client.is_none() || self.held() > 0 || self.backlog || self.idle_check {
+        if self.host.is_none() || self.held() > 0 || self.backlog || self.idle_check {
             return;
         }
         self.idle_check = true;
         ctx.run_later(CLIENT_IDLE, |act, _| {
             act.idle_check = false;
             if act.held() == 0 && !act.backlog {
-                act.client = None;
+                act.host = None;
             }
         });
     }
@@ -397,27 +399,23 @@ impl WebhookActor {
         if crate::testing::take_injected_panic(self.webhook.id, &self.webhook.url) {
             panic!("injected fault in webhook actor {}", self.webhook.id);
         }
-        let client = match self.client() {
-            Ok(c) => c,
-            Err(e) => {
-                let result = AttemptResult {
-                    status: None,
-                    body: None,
-                    error: Some(format!("HTTP client: {e}")),
-                    retry_after: None,
-                    duration: Duration::ZERO,
-                };
-                self.in_flight.insert(job.delivery_id.clone());
-                return self.finish(job, result, None, ctx);
-            }
-        };
-        self.in_flight.insert(job.delivery_id.clone());
         let webhook = self.webhook.clone();
-        let policy = self.deps.policy.clone();
         let url = self
             .url
             .get_or_insert_with(|| sender::parse_url(&webhook.url))
             .clone();
+        let target = url
+            .map_err(|e| format!("invalid URL: {e}"))
+            .and_then(|u| match self.host_pool(&u) {
+                Ok(host) => Ok((u, host)),
+                Err(e) => Err(format!("HTTP client: {e}")),
+            });
+        self.in_flight.insert(job.delivery_id.clone());
+        let (url, host) = match target {
+            Ok(t) => t,
+            Err(error) => return self.finish(job, sender::not_sent(error), None, ctx),
+        };
+        let policy = self.deps.policy.clone();
         if !job.members.is_empty() {
             self.known.insert(job.delivery_id.clone());
         }
@@ -446,8 +444,10 @@ impl WebhookActor {
                 None => out,
             };
             let payload = out.payload.clone();
+            // Held until the response is read: the connection is this webhook's meanwhile.
+            let _slot = host.slot(webhook.id).await;
             Sent::Done(
-                sender::send(client, &policy, &webhook, url, &out).await,
+                sender::send(host.client(), &policy, &webhook, url, &out).await,
                 payload,
             )
         };
@@ -511,13 +511,14 @@ impl WebhookActor {
         }
     }
 
-    fn client(&mut self) -> reqwest::Result<reqwest::Client> {
-        if let Some(c) = &self.client {
-            return Ok(c.clone());
+    /// The connection pool of `url`'s origin, kept while the webhook is busy.
+    fn host_pool(&mut self, url: &url::Url) -> reqwest::Result<Arc<HostPool>> {
+        if let Some(h) = &self.host {
+            return Ok(h.clone());
         }
-        let c = sender::build_client(self.deps.policy.clone(), &self.deps.tls)?;
-        self.client = Some(c.clone());
-        Ok(c)
+        let h = self.deps.hosts.pool_for(url)?;
+        self.host = Some(h.clone());
+        Ok(h)
     }
 
     /// Turns an attempt's result into the delivery's next state, and hands it to the recorder.
@@ -976,7 +977,7 @@ impl WebhookActor {
         self.load_again = false;
         self.wake = None;
         self.idle_check = false;
-        self.client = None;
+        self.host = None;
         self.batch_since = None;
         self.recently_final.clear();
         self.final_before_page.clear();
@@ -1110,6 +1111,7 @@ impl Handler<Configure> for WebhookActor {
         self.breaker.set_config(new.breaker);
         if new.url != self.webhook.url {
             self.url = None;
+            self.host = None;
         }
         self.webhook = new;
         self.guarded(ctx, |a, c| a.pump(c));

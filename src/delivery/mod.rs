@@ -4,6 +4,8 @@
 //! and the rate limiter, [`sender::send`] it, then [`retry::decide`] what happens next.
 
 pub mod breaker;
+pub mod fair_gate;
+pub mod host_pool;
 pub mod retry;
 pub mod sender;
 pub mod signing;

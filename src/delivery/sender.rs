@@ -55,17 +55,19 @@ impl AttemptResult {
     }
 }
 
-/// A reqwest client for one webhook: no redirects, non-public addresses refused at connect time.
+/// A reqwest client for the webhooks of one receiver origin (see [`super::host_pool`]): no
+/// redirects, non-public addresses refused at connect time, up to `max_idle` idle connections kept.
 pub fn build_client(
     policy: Arc<TargetPolicy>,
     tls: &rustls::ClientConfig,
+    max_idle: usize,
 ) -> reqwest::Result<reqwest::Client> {
     reqwest::Client::builder()
         .tls_backend_preconfigured(tls.clone())
         .dns_resolver(GuardedResolver::new(policy))
         .redirect(reqwest::redirect::Policy::none())
         .pool_idle_timeout(Duration::from_secs(60))
-        .pool_max_idle_per_host(64)
+        .pool_max_idle_per_host(max_idle)
         .tcp_nodelay(true)
         .build()
 }
@@ -120,14 +122,10 @@ pub async fn send(
     client: reqwest::Client,
     policy: &TargetPolicy,
     webhook: &Webhook,
-    url: Result<url::Url, String>,
+    url: url::Url,
     out: &Outgoing,
 ) -> AttemptResult {
     let started = Instant::now();
-    let url = match url {
-        Ok(u) => u,
-        Err(e) => return failed(started, format!("invalid URL: {e}")),
-    };
     // reqwest does not call the resolver for IP literals, so those are checked here.
     if let Err(e) = check_ip_target(policy, &url) {
         return failed(started, e.to_string());
@@ -197,6 +195,11 @@ async fn read_response(
         retry_after,
         duration: started.elapsed(),
     }
+}
+
+/// An attempt that could not start (an unparsable URL, no HTTP client), recorded like a failed one.
+pub fn not_sent(error: String) -> AttemptResult {
+    failed(Instant::now(), error)
 }
 
 fn failed(started: Instant, error: String) -> AttemptResult {
