@@ -9,6 +9,7 @@ mod console_api;
 mod console_browser;
 mod dispatch;
 mod event_types;
+mod host_pools;
 mod openapi_routes;
 mod reliability;
 mod replay_ops;

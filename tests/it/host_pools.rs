@@ -1,0 +1,187 @@
+//! Connections shared per receiver origin (README, "Connections to receivers"): capped by
+//! `BEEMA_HOST_CONNECTIONS`, reused across webhooks, and handed out fairly so that a slow webhook
+//! does not starve another one on the same host.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use serde_json::json;
+
+use crate::utils::Env;
+
+/// What the two-path receiver saw.
+#[derive(Default)]
+struct Seen {
+    /// Paths in arrival order.
+    order: Vec<String>,
+    /// Client addresses: one per connection.
+    peers: HashSet<SocketAddr>,
+    in_flight: usize,
+    max_in_flight: usize,
+}
+
+/// A receiver on one origin: `/slow` answers after `delay`, everything else at once.
+struct TwoPathReceiver {
+    base: String,
+    seen: Arc<Mutex<Seen>>,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl TwoPathReceiver {
+    fn start(delay: Duration) -> Self {
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind receiver");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let state = seen.clone();
+        std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                let server = HttpServer::new(move || {
+                    let state = state.clone();
+                    App::new().default_service(web::to(move |req: HttpRequest| {
+                        let state = state.clone();
+                        async move { answer(req, state, delay).await }
+                    }))
+                })
+                .workers(1)
+                .disable_signals()
+                .listen(listener)
+                .expect("listen")
+                .run();
+                let _ = tx.send(server.handle());
+                let _ = server.await;
+            })
+        });
+        Self {
+            base: format!("http://{addr}"),
+            seen,
+            handle: rx.recv().expect("receiver started"),
+        }
+    }
+
+    fn seen<T>(&self, f: impl FnOnce(&Seen) -> T) -> T {
+        f(&self.seen.lock().expect("lock"))
+    }
+}
+
+async fn answer(req: HttpRequest, state: Arc<Mutex<Seen>>, delay: Duration) -> HttpResponse {
+    let slow = req.path() == "/slow";
+    {
+        let mut s = state.lock().expect("lock");
+        s.order.push(req.path().to_string());
+        if let Some(peer) = req.peer_addr() {
+            s.peers.insert(peer);
+        }
+        s.in_flight += 1;
+        s.max_in_flight = s.max_in_flight.max(s.in_flight);
+    }
+    if slow {
+        tokio::time::sleep(delay).await;
+    }
+    state.lock().expect("lock").in_flight -= 1;
+    HttpResponse::NoContent().finish()
+}
+
+impl Drop for TwoPathReceiver {
+    fn drop(&mut self) {
+        let h = self.handle.clone();
+        std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                rt.block_on(h.stop(false));
+            }
+        });
+    }
+}
+
+/// The dispatcher's worker threads: the cap holds per thread.
+fn workers() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 8)
+}
+
+async fn wait_for(rx: &TwoPathReceiver, what: &str, check: impl Fn(&Seen) -> bool) {
+    crate::utils::eventually(Duration::from_secs(20), what, || async {
+        rx.seen(&check).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn requests_to_one_host_are_capped_and_reuse_their_connections() {
+    let env = Env::with(|c| c.tuning.host_connections = 2);
+    let rx = TwoPathReceiver::start(Duration::from_millis(200));
+    for i in 0..3 {
+        env.server
+            .create_webhook(
+                "t1",
+                "load/slow",
+                &format!("{}/slow", rx.base),
+                json!({"webhook_name": format!("slow {i}")}),
+            )
+            .await;
+    }
+    for _ in 0..6 {
+        env.server.publish("t1", "load/slow", json!({})).await;
+    }
+    wait_for(&rx, "all 18 deliveries", |s| s.order.len() == 18).await;
+    let cap = 2 * workers();
+    rx.seen(|s| {
+        assert!(
+            s.max_in_flight <= cap,
+            "{} requests at once, cap {cap}",
+            s.max_in_flight
+        );
+        assert!(
+            s.peers.len() <= cap,
+            "{} connections for 18 requests, cap {cap}",
+            s.peers.len()
+        );
+    });
+}
+
+#[tokio::test]
+async fn a_slow_webhook_does_not_starve_another_on_the_same_host() {
+    let env = Env::with(|c| c.tuning.host_connections = 2);
+    let rx = TwoPathReceiver::start(Duration::from_millis(400));
+    let slow = env
+        .server
+        .create_webhook("t1", "load/slow", &format!("{}/slow", rx.base), json!({}))
+        .await;
+    // Webhooks run on worker thread `id % workers`: the fast one is put on the slow one's
+    // thread, so that they share one gate.
+    for _ in 1..workers() {
+        env.server
+            .create_webhook("t1", "load/none", &format!("{}/fast", rx.base), json!({}))
+            .await;
+    }
+    let fast = env
+        .server
+        .create_webhook("t1", "load/fast", &format!("{}/fast", rx.base), json!({}))
+        .await;
+    let thread = |v: &serde_json::Value| v["webhook_id"].as_i64().expect("webhook_id") % workers() as i64;
+    assert_eq!(thread(&slow), thread(&fast));
+    for _ in 0..12 {
+        env.server.publish("t1", "load/slow", json!({})).await;
+    }
+    // The slow webhook holds every slot of its thread and has ten more requests queued.
+    wait_for(&rx, "two slow requests under way", |s| s.order.len() >= 2).await;
+    env.server.publish("t1", "load/fast", json!({})).await;
+    wait_for(&rx, "the fast delivery", |s| {
+        s.order.iter().any(|p| p == "/fast")
+    })
+    .await;
+    // Queued behind the slow webhook's backlog it would come 13th; it gets the next free slot.
+    let slow_before = rx.seen(|s| s.order.iter().take_while(|p| *p == "/slow").count());
+    assert!(
+        slow_before <= 4,
+        "{slow_before} slow requests went before the fast one"
+    );
+}
