@@ -404,12 +404,12 @@ impl WebhookActor {
             .url
             .get_or_insert_with(|| sender::parse_url(&webhook.url))
             .clone();
-        let target = url
-            .map_err(|e| format!("invalid URL: {e}"))
-            .and_then(|u| match self.host_pool(&u) {
-                Ok(host) => Ok((u, host)),
-                Err(e) => Err(format!("HTTP client: {e}")),
-            });
+        let target =
+            url.map_err(|e| format!("invalid URL: {e}"))
+                .and_then(|u| match self.host_pool(&u) {
+                    Ok(host) => Ok((u, host)),
+                    Err(e) => Err(format!("HTTP client: {e}")),
+                });
         self.in_flight.insert(job.delivery_id.clone());
         let (url, host) = match target {
             Ok(t) => t,

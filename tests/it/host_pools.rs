@@ -166,7 +166,8 @@ async fn a_slow_webhook_does_not_starve_another_on_the_same_host() {
         .server
         .create_webhook("t1", "load/fast", &format!("{}/fast", rx.base), json!({}))
         .await;
-    let thread = |v: &serde_json::Value| v["webhook_id"].as_i64().expect("webhook_id") % workers() as i64;
+    let thread =
+        |v: &serde_json::Value| v["webhook_id"].as_i64().expect("webhook_id") % workers() as i64;
     assert_eq!(thread(&slow), thread(&fast));
     for _ in 0..12 {
         env.server.publish("t1", "load/slow", json!({})).await;

@@ -178,6 +178,18 @@ async fn the_binary_refuses_bad_configuration() {
             vec![("BEEMA_LEASE_TTL_MS", "300001")],
             "BEEMA_LEASE_TTL_MS",
         ),
+        (
+            "no connections per host",
+            vec!["--listen", "127.0.0.1:0", "--database-url", &db],
+            vec![("BEEMA_HOST_CONNECTIONS", "0")],
+            "BEEMA_HOST_CONNECTIONS",
+        ),
+        (
+            "connections per host above 10000",
+            vec!["--listen", "127.0.0.1:0", "--database-url", &db],
+            vec![("BEEMA_HOST_CONNECTIONS", "10001")],
+            "BEEMA_HOST_CONNECTIONS",
+        ),
     ];
     for (name, args, env, must_name) in cases {
         let (code, stderr) = run_binary(&args, &env).await;
