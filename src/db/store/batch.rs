@@ -90,7 +90,12 @@ impl BatchWrite for SqliteConn {
     ) -> BoxFuture<'_, QueryResult<()>> {
         // One process serves a SQLite file: nobody else can own its webhooks.
         self.spawn_blocking(move |c| {
-            c.immediate_transaction(|c| {
+            // Outcomes do not wait for the disk (README, Reliability): one fsync per recorder
+            // batch kept the one writer connection, and so the intake's next commit, waiting. The
+            // WAL is written in order, so the next full commit (an intake's) makes these durable
+            // too; a power cut before it loses only outcomes, and those deliveries go again.
+            diesel::connection::SimpleConnection::batch_execute(c, SYNC_NORMAL)?;
+            let written = c.immediate_transaction(|c| {
                 for row in &attempts {
                     diesel::RunQueryDsl::execute(diesel::insert_into(a::table).values(row), c)?;
                 }
@@ -104,7 +109,9 @@ impl BatchWrite for SqliteConn {
                     )?;
                 }
                 Ok(())
-            })
+            });
+            restore_full_sync(c)?;
+            written
         })
     }
 }
@@ -170,6 +177,23 @@ impl BatchWrite for diesel_async::AsyncPgConnection {
         }
         .boxed()
     }
+}
+
+/// The recorder's transactions commit without an fsync.
+const SYNC_NORMAL: &str = "PRAGMA synchronous = NORMAL";
+
+/// Puts the writer back to `synchronous = FULL` before anything else uses it: every acknowledged
+/// publish must be on disk. A pragma on an open connection takes no lock, so a failure here is
+/// all but impossible; it is still retried, and reported as the batch's error.
+fn restore_full_sync(c: &mut diesel::SqliteConnection) -> QueryResult<()> {
+    let mut last = Ok(());
+    for _ in 0..3 {
+        last = diesel::connection::SimpleConnection::batch_execute(c, "PRAGMA synchronous = FULL");
+        if last.is_ok() {
+            break;
+        }
+    }
+    last
 }
 
 /// How diesel writes a timestamp to SQLite (text that sorts in time order); the JSON rows below
@@ -431,4 +455,52 @@ struct OutcomeColumns {
     next_attempt_at: Vec<Option<NaiveDateTime>>,
     updated_at: Vec<NaiveDateTime>,
     delivered_at: Vec<Option<NaiveDateTime>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DatabaseUrl;
+    use crate::db::{with_conn, DbConn, DbPool};
+    use chrono::Utc;
+
+    #[derive(diesel::QueryableByName)]
+    struct Sync {
+        #[diesel(sql_type = BigInt)]
+        synchronous: i64,
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn recorder_writes_leave_the_sqlite_writer_committing_with_an_fsync() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db").to_string_lossy().into_owned();
+        let url = DatabaseUrl::Sqlite(path);
+        crate::db::migrate(&url).await.unwrap();
+        let pool = DbPool::new(&url).unwrap();
+        let mut conn = pool.write().await.unwrap();
+        let now = Utc::now().naive_utc();
+        let outcome = DeliveryOutcome {
+            status: DeliveryStatus::Success,
+            status_code: Some(200),
+            response_body: None,
+            error_message: None,
+            attempt_number: 1,
+            next_attempt_at: None,
+            updated_at: now,
+            delivered_at: Some(now),
+        };
+        with_conn!(&mut conn, c => c
+            .write_outcomes(vec![], vec![("d1".into(), outcome)], vec![], vec![])
+            .await)
+        .unwrap();
+        let DbConn::Sqlite(c) = &mut conn else {
+            unreachable!("a SQLite pool")
+        };
+        let level: Vec<Sync> =
+            diesel_async::RunQueryDsl::load(diesel::sql_query("PRAGMA synchronous"), &mut **c)
+                .await
+                .unwrap();
+        // 2 = FULL: the intake's next commit on this connection waits for the disk.
+        assert_eq!(level[0].synchronous, 2);
+    }
 }
