@@ -2,7 +2,6 @@
 //! committed deliveries over, keep webhooks in step and read their health through it; the registry
 //! lock, the actor addresses and the arbiters stay behind it, and so does shutdown.
 
-use crate::delivery::host_pool::HostPools;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -19,6 +18,7 @@ use crate::db::store::deliveries;
 use crate::db::{DbPool, PoolError};
 use crate::delivery::breaker::BreakerSnapshot;
 use crate::delivery::breaker::CircuitState;
+use crate::delivery::host_pool::HostPools;
 use crate::domain::ops::{receives_ops, OPS_ALL, OPS_TENANT};
 use crate::domain::Webhook;
 

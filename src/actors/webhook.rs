@@ -193,8 +193,9 @@ impl WebhookActor {
         self.status.set_circuit(&self.breaker);
     }
 
-    /// Drops the HTTP client (its connection pool and sockets) once the webhook has been idle for a
-    /// while, so that thousands of quiet webhooks hold no connections; it is rebuilt on demand.
+    /// Lets go of the origin's connection pool once the webhook has been idle for a while; the pool
+    /// (and its sockets) closes when no webhook holds it, so quiet receivers keep no connections.
+    /// It is taken again on demand.
     fn release_client_when_idle(&mut self, ctx: &mut Context<Self>) {
         if self.host.is_none() || self.held() > 0 || self.backlog || self.idle_check {
             return;

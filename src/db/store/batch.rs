@@ -1,9 +1,11 @@
 //! Multi-row writes on the hot paths (intake, recorder): the one place where the backends differ.
 //!
 //! Every async SQLite query is a hop to the blocking pool, so the SQLite arm runs the whole batch as
-//! sync diesel in one blocking task, one row per statement: single-row statements hit diesel's
-//! prepared-statement cache, whereas a multi-row `INSERT` of a new size is parsed again every time
-//! (the profile of the steady benchmark showed SQLite's parser at 8% of the server's CPU).
+//! sync diesel in one blocking task, inserting one row per statement: single-row `INSERT`s hit
+//! diesel's prepared-statement cache, whereas a multi-row `INSERT` of a new size is parsed again
+//! every time (the profile of the steady benchmark showed SQLite's parser at 8% of the server's
+//! CPU). diesel caches no `UPDATE`, so a batch's delivery rows are updated by one statement over a
+//! JSON array, parsed once per batch.
 //! PostgreSQL writes each batch as statements over `unnest` arrays: one fixed statement per table,
 //! prepared once, one round trip, whatever the batch size (and no bind-parameter limit).
 
