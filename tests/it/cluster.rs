@@ -316,6 +316,18 @@ async fn pg_nodes(
     Some((db, nodes))
 }
 
+/// Two server processes, `node-a` and `node-b`, on a fresh PostgreSQL database (None on SQLite).
+async fn pg_process_pair() -> Option<(TestDb, NodeProcess, NodeProcess)> {
+    let db = TestDb::new();
+    if !db.is_pg() {
+        return None;
+    }
+    let url = db_url(&db);
+    let a = NodeProcess::start(&url, "node-a", TTL_MS).await;
+    let b = NodeProcess::start(&url, "node-b", TTL_MS).await;
+    Some((db, a, b))
+}
+
 /// The health of a webhook, or `None` while `node` does not know the webhook yet (a create is in
 /// force on every node within 2 s, not at once).
 async fn health_if_known(node: &impl Api, id: i64) -> Option<Value> {
@@ -985,13 +997,9 @@ async fn spread_six(a: &NodeProcess, b: &NodeProcess, rx: &TestReceiver) -> Vec<
 #[tokio::test]
 async fn sigterm_hands_the_webhooks_over_at_once_without_duplicates() {
     let _lock = lock().await;
-    let db = TestDb::new();
-    if !db.is_pg() {
+    let Some((_db, mut a, b)) = pg_process_pair().await else {
         return;
-    }
-    let url = db_url(&db);
-    let mut a = NodeProcess::start(&url, "node-a", TTL_MS).await;
-    let b = NodeProcess::start(&url, "node-b", TTL_MS).await;
+    };
     // The first 12 requests are slow, so that node-a has attempts in flight when it is stopped.
     let slow = Reply::status(200).delayed(Duration::from_millis(300));
     let mut rx = TestReceiver::scripted(vec![slow; 12], Reply::status(200));
@@ -1062,13 +1070,9 @@ async fn sigterm_hands_the_webhooks_over_at_once_without_duplicates() {
 #[tokio::test]
 async fn a_killed_node_s_work_is_taken_over_within_the_lease() {
     let _lock = lock().await;
-    let db = TestDb::new();
-    if !db.is_pg() {
+    let Some((_db, mut a, b)) = pg_process_pair().await else {
         return;
-    }
-    let url = db_url(&db);
-    let mut a = NodeProcess::start(&url, "node-a", TTL_MS).await;
-    let b = NodeProcess::start(&url, "node-b", TTL_MS).await;
+    };
     // Slow answers until the kill: node-a dies with attempts in flight.
     let mut rx = TestReceiver::scripted(
         vec![],
@@ -1155,13 +1159,9 @@ fn offset(origin: Instant, at: Instant) -> String {
 #[tokio::test]
 async fn a_delete_whose_owner_died_returns_once_its_lease_expired_and_nothing_is_sent() {
     let _lock = lock().await;
-    let db = TestDb::new();
-    if !db.is_pg() {
+    let Some((_db, mut a, b)) = pg_process_pair().await else {
         return;
-    }
-    let url = db_url(&db);
-    let mut a = NodeProcess::start(&url, "node-a", TTL_MS).await;
-    let b = NodeProcess::start(&url, "node-b", TTL_MS).await;
+    };
     let mut rx = TestReceiver::scripted(
         vec![],
         Reply::status(200).delayed(Duration::from_millis(1000)),

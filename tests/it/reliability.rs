@@ -4,13 +4,11 @@
 //! time: tests wait on the receiver or poll the API until a condition holds.
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::utils::nodes::{db_url, free_port};
+use crate::utils::nodes::{db_url, free_port, Api, NodeProcess};
 use crate::utils::{
     deliveries_of, delivery_of, event_of, eventually, test_config, Env, Received, Reply, TestDb,
     TestReceiver, TestServer,
@@ -859,137 +857,46 @@ async fn a_batch_much_larger_than_the_window_is_delivered_exactly_once() {
 // ---------------------------------------------------------------------------------------------
 // 11 and 12. the real binary: SIGKILL and SIGTERM
 
-/// The real `beema-webhooks serve`; killed when dropped.
-struct Binary {
-    child: Child,
-    base: String,
-    log: PathBuf,
-    client: reqwest::Client,
-    _dir: tempfile::TempDir,
-}
-
-impl Binary {
-    async fn start(db_url: &str) -> Self {
-        let port = free_port();
-        let dir = tempfile::tempdir().expect("temp dir");
-        let log = dir.path().join("server.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_beema-webhooks"))
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--database-url",
-                db_url,
-                "--allow-private-targets",
-            ])
-            .env_remove("BEEMA_ADMIN_TOKEN")
-            .env_remove("BEEMA_EVENT_KEY")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("spawn beema-webhooks");
-        let b = Self {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            log,
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .expect("client"),
-            _dir: dir,
-        };
-        eventually(
-            Duration::from_secs(30),
-            "the binary to be ready",
-            || async {
-                match b.client.get(format!("{}/healthz", b.base)).send().await {
-                    Ok(r) if r.status().is_success() => Ok(()),
-                    _ => Err(b.log()),
-                }
-            },
-        )
-        .await;
-        b
-    }
-
-    async fn send(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<&Value>,
-    ) -> (u16, Value) {
-        let mut req = self.client.request(method, format!("{}{path}", self.base));
-        if let Some(b) = body {
-            req = req
-                .header("content-type", "application/json")
-                .body(b.to_string());
+/// Waits until every delivery of `webhook_id` is `success`; returns them.
+async fn wait_all_success(bin: &NodeProcess, webhook_id: i64, n: usize) -> Vec<Value> {
+    let what = format!("{n} successful deliveries");
+    eventually(Duration::from_secs(30), &what, || async {
+        let path = format!("/api/webhooks/deliveries?webhook_id={webhook_id}&limit=1000");
+        let (status, v) = bin.get_json(&path).await;
+        assert_eq!(status, 200, "{v}");
+        let list = v["deliveries"].as_array().cloned().unwrap_or_default();
+        if list.len() == n && list.iter().all(|d| d["status"] == "success") {
+            return Ok(list);
         }
-        let resp = req.send().await.expect("request reaches the binary");
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
-    /// Waits until every delivery of `webhook_id` is `success`; returns them.
-    async fn wait_all_success(&self, webhook_id: i64, n: usize) -> Vec<Value> {
-        let what = format!("{n} successful deliveries");
-        eventually(Duration::from_secs(30), &what, || async {
-            let (status, v) = self
-                .send(
-                    reqwest::Method::GET,
-                    &format!("/api/webhooks/deliveries?webhook_id={webhook_id}&limit=1000"),
-                    None,
-                )
-                .await;
-            assert_eq!(status, 200, "{v}");
-            let list = v["deliveries"].as_array().cloned().unwrap_or_default();
-            if list.len() == n && list.iter().all(|d| d["status"] == "success") {
-                return Ok(list);
-            }
-            let open = list.iter().filter(|d| d["status"] != "success").count();
-            Err(format!(
-                "{open} of {} deliveries not successful",
-                list.len()
-            ))
-        })
-        .await
-    }
-
-    /// Waits (bounded) for the process to exit.
-    async fn wait_exit(&mut self) -> std::process::ExitStatus {
-        let child = &mut self.child;
-        eventually(Duration::from_secs(30), "the binary to exit", || {
-            let exited = child.try_wait().expect("try_wait");
-            async move { exited }
-        })
-        .await
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
+        let open = list.iter().filter(|d| d["status"] != "success").count();
+        Err(format!(
+            "{open} of {} deliveries not successful",
+            list.len()
+        ))
+    })
+    .await
 }
 
-impl Drop for Binary {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The real binary on `db`, with a lease TTL that never matters on SQLite.
+async fn start_binary(db: &TestDb) -> NodeProcess {
+    NodeProcess::start(&db_url(db), "solo", 10_000).await
 }
 
 /// Starts the binary, creates a webhook to a 50 ms receiver and publishes 300 events; returns once
 /// some of them have arrived (the rest are in flight or waiting).
-async fn binary_mid_flight(db: &TestDb, rx: &mut TestReceiver) -> (Binary, i64, Vec<Received>) {
-    let bin = Binary::start(&db_url(db)).await;
+async fn binary_mid_flight(
+    db: &TestDb,
+    rx: &mut TestReceiver,
+) -> (NodeProcess, i64, Vec<Received>) {
+    let bin = start_binary(db).await;
     let body =
         json!({ "webhook_name": "crash", "tenant_id": TENANT, "event_type": EVENT, "url": rx.url });
     let (status, hook) = bin
-        .send(reqwest::Method::POST, "/api/webhooks", Some(&body))
+        .call(reqwest::Method::POST, "/api/webhooks", Some(&body))
         .await;
     assert_eq!(status, 201, "{hook}");
     let (status, v) = bin
-        .send(reqwest::Method::POST, "/api/events", Some(&batch(300)))
+        .call(reqwest::Method::POST, "/api/events", Some(&batch(300)))
         .await;
     assert_eq!(status, 202, "{v}");
     assert_eq!(v["deliveries"], 300);
@@ -1005,8 +912,8 @@ async fn sigkill_mid_flight_loses_no_delivery() {
         Reply::status(200).delayed(Duration::from_millis(50)),
     );
     let (mut bin, id, mut got) = binary_mid_flight(&db, &mut rx).await;
-    bin.child.kill().expect("SIGKILL");
-    let status = bin.wait_exit().await;
+    bin.sigkill();
+    let status = bin.wait_exit(Duration::from_secs(30)).await;
     assert!(!status.success(), "killed: {status:?}");
     drop(bin);
     got.extend(rx.drain());
@@ -1015,8 +922,8 @@ async fn sigkill_mid_flight_loses_no_delivery() {
         "killed before everything went out"
     );
 
-    let bin = Binary::start(&db_url(&db)).await;
-    let list = bin.wait_all_success(id, 300).await;
+    let bin = start_binary(&db).await;
+    let list = wait_all_success(&bin, id, 300).await;
     got.extend(rx.drain());
     let received = distinct_deliveries(&got);
     let missing: Vec<&str> = list
@@ -1039,14 +946,8 @@ async fn sigterm_drains_exits_zero_and_the_rest_go_out_after_the_next_start() {
         Reply::status(200).delayed(Duration::from_millis(50)),
     );
     let (mut bin, id, mut got) = binary_mid_flight(&db, &mut rx).await;
-    let pid = bin.child.id().to_string();
-    let killed = Command::new("kill")
-        .arg("-TERM")
-        .arg(&pid)
-        .status()
-        .expect("run kill");
-    assert!(killed.success());
-    let status = bin.wait_exit().await;
+    bin.sigterm();
+    let status = bin.wait_exit(Duration::from_secs(30)).await;
     assert_eq!(
         status.code(),
         Some(0),
@@ -1058,8 +959,8 @@ async fn sigterm_drains_exits_zero_and_the_rest_go_out_after_the_next_start() {
     let before = distinct_deliveries(&got).len();
     assert!(before < 300, "shut down before everything went out");
 
-    let bin = Binary::start(&db_url(&db)).await;
-    let list = bin.wait_all_success(id, 300).await;
+    let bin = start_binary(&db).await;
+    let list = wait_all_success(&bin, id, 300).await;
     got.extend(rx.drain());
     let received = distinct_deliveries(&got);
     let missing: Vec<&str> = list
