@@ -7,9 +7,10 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::{HttpRequest, HttpResponse};
 use serde_json::json;
 
+use crate::utils::receiver::LocalServer;
 use crate::utils::Env;
 
 /// What the two-path receiver saw.
@@ -27,38 +28,18 @@ struct Seen {
 struct TwoPathReceiver {
     base: String,
     seen: Arc<Mutex<Seen>>,
-    handle: actix_web::dev::ServerHandle,
+    _server: LocalServer,
 }
 
 impl TwoPathReceiver {
     fn start(delay: Duration) -> Self {
         let seen = Arc::new(Mutex::new(Seen::default()));
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind receiver");
-        let addr = listener.local_addr().expect("addr");
-        let (tx, rx) = std::sync::mpsc::channel();
         let state = seen.clone();
-        std::thread::spawn(move || {
-            actix_web::rt::System::new().block_on(async move {
-                let server = HttpServer::new(move || {
-                    let state = state.clone();
-                    App::new().default_service(web::to(move |req: HttpRequest| {
-                        let state = state.clone();
-                        async move { answer(req, state, delay).await }
-                    }))
-                })
-                .workers(1)
-                .disable_signals()
-                .listen(listener)
-                .expect("listen")
-                .run();
-                let _ = tx.send(server.handle());
-                let _ = server.await;
-            })
-        });
+        let server = LocalServer::start(move |req, _body| answer(req, state.clone(), delay));
         Self {
-            base: format!("http://{addr}"),
+            base: format!("http://{}", server.addr),
             seen,
-            handle: rx.recv().expect("receiver started"),
+            _server: server,
         }
     }
 
@@ -83,20 +64,6 @@ async fn answer(req: HttpRequest, state: Arc<Mutex<Seen>>, delay: Duration) -> H
     }
     state.lock().expect("lock").in_flight -= 1;
     HttpResponse::NoContent().finish()
-}
-
-impl Drop for TwoPathReceiver {
-    fn drop(&mut self) {
-        let h = self.handle.clone();
-        std::thread::spawn(move || {
-            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                rt.block_on(h.stop(false));
-            }
-        });
-    }
 }
 
 /// The dispatcher's worker threads: the cap holds per thread.

@@ -112,7 +112,9 @@ impl BatchWrite for SqliteConn {
                 }
                 Ok(())
             });
-            restore_full_sync(c)?;
+            // Back before anything else uses the connection; a pragma takes no lock, so this
+            // does not fail for want of one.
+            diesel::connection::SimpleConnection::batch_execute(c, SYNC_FULL)?;
             written
         })
     }
@@ -184,19 +186,8 @@ impl BatchWrite for diesel_async::AsyncPgConnection {
 /// The recorder's transactions commit without an fsync.
 const SYNC_NORMAL: &str = "PRAGMA synchronous = NORMAL";
 
-/// Puts the writer back to `synchronous = FULL` before anything else uses it: every acknowledged
-/// publish must be on disk. A pragma on an open connection takes no lock, so a failure here is
-/// all but impossible; it is still retried, and reported as the batch's error.
-fn restore_full_sync(c: &mut diesel::SqliteConnection) -> QueryResult<()> {
-    let mut last = Ok(());
-    for _ in 0..3 {
-        last = diesel::connection::SimpleConnection::batch_execute(c, "PRAGMA synchronous = FULL");
-        if last.is_ok() {
-            break;
-        }
-    }
-    last
-}
+/// Every other write on the writer (an acknowledged publish above all) waits for the disk.
+const SYNC_FULL: &str = "PRAGMA synchronous = FULL";
 
 /// How diesel writes a timestamp to SQLite (text that sorts in time order); the JSON rows below
 /// must match it, since SQLite compares these columns as text.

@@ -1,6 +1,8 @@
 //! A real HTTP receiver on 127.0.0.1:0 that reports every request and answers as told.
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -106,7 +108,7 @@ pub struct TestReceiver {
     pub url: String,
     shared: Arc<Mutex<Shared>>,
     rx: mpsc::UnboundedReceiver<Received>,
-    handle: actix_web::dev::ServerHandle,
+    _server: LocalServer,
 }
 
 impl TestReceiver {
@@ -123,32 +125,13 @@ impl TestReceiver {
             default,
             tx,
         }));
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind receiver");
-        let addr = listener.local_addr().expect("addr");
-        let (handle_tx, handle_rx) = std::sync::mpsc::channel();
         let state = shared.clone();
-        std::thread::spawn(move || {
-            actix_web::rt::System::new().block_on(async move {
-                let server = HttpServer::new(move || {
-                    App::new()
-                        .app_data(web::Data::new(state.clone()))
-                        .default_service(web::to(handle))
-                })
-                .workers(1)
-                .disable_signals()
-                .listen(listener)
-                .expect("listen")
-                .run();
-                let _ = handle_tx.send(server.handle());
-                let _ = server.await;
-            })
-        });
-        let handle = handle_rx.recv().expect("receiver started");
+        let server = LocalServer::start(move |req, body| handle(req, body, state.clone()));
         Self {
-            url: format!("http://{addr}/hook"),
+            url: format!("http://{}/hook", server.addr),
             shared,
             rx,
-            handle,
+            _server: server,
         }
     }
 
@@ -184,7 +167,43 @@ impl TestReceiver {
     }
 }
 
-impl Drop for TestReceiver {
+/// An actix-web server on 127.0.0.1:0, in a thread of its own, answering every request with
+/// `answer`; stops when dropped.
+pub struct LocalServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl LocalServer {
+    /// Starts it; returns once it is listening.
+    pub fn start<F, Fut>(answer: F) -> Self
+    where
+        F: Fn(HttpRequest, web::Bytes) -> Fut + Clone + Send + 'static,
+        Fut: Future<Output = HttpResponse> + 'static,
+    {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind receiver");
+        let addr = listener.local_addr().expect("addr");
+        let (handle_tx, handle_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                let server =
+                    HttpServer::new(move || App::new().default_service(web::to(answer.clone())))
+                        .workers(1)
+                        .disable_signals()
+                        .listen(listener)
+                        .expect("listen")
+                        .run();
+                let _ = handle_tx.send(server.handle());
+                let _ = server.await;
+            })
+        });
+        let handle = handle_rx.recv().expect("receiver started");
+        Self { addr, handle }
+    }
+}
+
+impl Drop for LocalServer {
     fn drop(&mut self) {
         let h = self.handle.clone();
         std::thread::spawn(move || {
@@ -198,11 +217,7 @@ impl Drop for TestReceiver {
     }
 }
 
-async fn handle(
-    req: HttpRequest,
-    body: web::Bytes,
-    state: web::Data<Arc<Mutex<Shared>>>,
-) -> HttpResponse {
+async fn handle(req: HttpRequest, body: web::Bytes, state: Arc<Mutex<Shared>>) -> HttpResponse {
     let received = Received {
         headers: req
             .headers()
