@@ -22,6 +22,8 @@ struct Seen {
     peers: HashSet<SocketAddr>,
     in_flight: usize,
     max_in_flight: usize,
+    /// Requests answered.
+    done: usize,
 }
 
 /// A receiver on one origin: `/slow` answers after `delay`, everything else at once.
@@ -62,7 +64,11 @@ async fn answer(req: HttpRequest, state: Arc<Mutex<Seen>>, delay: Duration) -> H
     if slow {
         tokio::time::sleep(delay).await;
     }
-    state.lock().expect("lock").in_flight -= 1;
+    {
+        let mut s = state.lock().expect("lock");
+        s.in_flight -= 1;
+        s.done += 1;
+    }
     HttpResponse::NoContent().finish()
 }
 
@@ -151,5 +157,46 @@ async fn a_slow_webhook_does_not_starve_another_on_the_same_host() {
     assert!(
         slow_before <= 4,
         "{slow_before} slow requests went before the fast one"
+    );
+}
+
+#[tokio::test]
+async fn different_hosts_never_share_slots() {
+    let env = Env::with(|c| c.tuning.host_connections = 1);
+    let busy = TwoPathReceiver::start(Duration::from_secs(3));
+    let other = TwoPathReceiver::start(Duration::ZERO);
+    let slow = env
+        .server
+        .create_webhook("t1", "load/slow", &format!("{}/slow", busy.base), json!({}))
+        .await;
+    // On the slow webhook's worker thread, as above, but sending to another origin.
+    for _ in 1..workers() {
+        env.server
+            .create_webhook("t1", "load/none", &format!("{}/x", other.base), json!({}))
+            .await;
+    }
+    let fast = env
+        .server
+        .create_webhook(
+            "t1",
+            "load/fast",
+            &format!("{}/fast", other.base),
+            json!({}),
+        )
+        .await;
+    let thread =
+        |v: &serde_json::Value| v["webhook_id"].as_i64().expect("webhook_id") % workers() as i64;
+    assert_eq!(thread(&slow), thread(&fast));
+    for _ in 0..3 {
+        env.server.publish("t1", "load/slow", json!({})).await;
+    }
+    // The busy origin's one slot is taken for 3 s, with two more requests waiting for it.
+    wait_for(&busy, "the first slow request", |s| s.order.len() == 1).await;
+    env.server.publish("t1", "load/fast", json!({})).await;
+    wait_for(&other, "the other host's delivery", |s| s.done == 1).await;
+    let busy_done = busy.seen(|s| s.done);
+    assert_eq!(
+        busy_done, 0,
+        "the other host waited for the busy host's slot"
     );
 }
