@@ -137,6 +137,8 @@ struct Receipts {
     batches: AtomicU64,
     down: AtomicBool,
     delay: Duration,
+    /// The first and the latest new delivery.
+    first: Mutex<Option<Instant>>,
     last: Mutex<Option<Instant>>,
 }
 
@@ -197,6 +199,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         batches: AtomicU64::new(0),
         down: AtomicBool::new(args.scenario.holds_back()),
         delay,
+        first: Mutex::new(None),
         last: Mutex::new(None),
     });
     let receiver = start_receiver(receipts.clone()).await?;
@@ -291,6 +294,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
         println!(
             "drain:         {:>10.0} deliveries/s after the receiver came back",
             delivered as f64 / drain.as_secs_f64().max(1e-9)
+        );
+        // The wait for the breakers' next probe (their cooldown doubles while the receiver is
+        // down), apart from the rate once they found it back.
+        let first = receipts.first.lock().unwrap().unwrap_or(end);
+        let found = first.saturating_duration_since(drain_start);
+        println!(
+            "               found back after {:.2} s; {:.0} deliveries/s from then on",
+            found.as_secs_f64(),
+            delivered as f64 / end.duration_since(first).as_secs_f64().max(1e-9)
         );
     }
     let (requests, batches) = (
@@ -571,6 +583,7 @@ fn record(r: &Receipts, deliveries: impl Iterator<Item = (String, Option<String>
     }
     if new > 0 {
         r.count.fetch_add(new, Ordering::Relaxed);
+        r.first.lock().unwrap().get_or_insert(now);
         *r.last.lock().unwrap() = Some(now);
     }
 }
@@ -1326,6 +1339,7 @@ mod tests {
             batches: AtomicU64::new(0),
             down: AtomicBool::new(down),
             delay: Duration::ZERO,
+            first: Mutex::new(None),
             last: Mutex::new(None),
         })
     }

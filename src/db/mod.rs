@@ -17,7 +17,9 @@ use std::time::Duration;
 use diesel::{Connection, SqliteConnection};
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
-use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+};
 use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
@@ -92,7 +94,11 @@ impl DbConn {
 #[error("database unavailable: {0}")]
 pub struct PoolError(pub String);
 
-/// Connection pools over the configured backend.
+/// Connection pools over the configured backend. A connection handed out again is not checked with
+/// a query (`RecyclingMethod::Fast`): the default `SELECT 1` cost a round trip (on SQLite a hop to
+/// the blocking pool) before every intake commit and recorder batch. A PostgreSQL connection whose
+/// socket closed counts as broken and is replaced without one; any other failure shows at its
+/// first query, which the callers retry or answer with 503.
 #[derive(Clone)]
 pub enum DbPool {
     /// SQLite: one writer, several readers.
@@ -115,7 +121,12 @@ impl DbPool {
                 reader: sqlite_pool(path, 4, SQLITE_READER_CACHE_KIB)?,
             }),
             DatabaseUrl::Postgres(url) => {
-                let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url.as_str());
+                let mut config = ManagerConfig::<AsyncPgConnection>::default();
+                config.recycling_method = RecyclingMethod::Fast;
+                let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
+                    url.as_str(),
+                    config,
+                );
                 let pool = Pool::builder(manager)
                     .max_size(16)
                     .runtime(deadpool::Runtime::Tokio1)
@@ -188,6 +199,7 @@ fn pool_err(e: impl std::fmt::Display) -> PoolError {
 
 fn sqlite_pool(path: &str, size: usize, cache_kib: i64) -> anyhow::Result<Pool<SqliteConn>> {
     let mut config = ManagerConfig::<SqliteConn>::default();
+    config.recycling_method = RecyclingMethod::Fast;
     config.custom_setup = Box::new(move |url| {
         let url = url.to_string();
         let pragmas = format!("{SQLITE_PRAGMAS} PRAGMA cache_size = -{cache_kib};");

@@ -904,6 +904,62 @@ async fn binary_mid_flight(
     (bin, id_of(&hook), got)
 }
 
+/// Outcomes commit without waiting for the disk, but the writer connection they used goes back to
+/// waiting for it, so the next acknowledged publish on it is durable (README, Reliability).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_outcome_write_leaves_the_writer_committing_durably() {
+    use beema_webhooks::db::models::DeliveryOutcome;
+    use beema_webhooks::db::store::batch::BatchWrite;
+    use beema_webhooks::db::{DbConn, DbPool};
+    use beema_webhooks::domain::DeliveryStatus;
+    use diesel::sql_types::Text;
+
+    #[derive(diesel::QueryableByName)]
+    struct Setting {
+        #[diesel(sql_type = Text)]
+        value: String,
+    }
+    let db = TestDb::new();
+    beema_webhooks::db::migrate(&db.url).await.unwrap();
+    let pool = DbPool::new(&db.url).unwrap();
+    let mut conn = pool.write().await.unwrap();
+    let now = chrono::Utc::now().naive_utc();
+    let outcome = DeliveryOutcome {
+        status: DeliveryStatus::Success,
+        status_code: Some(200),
+        response_body: None,
+        error_message: None,
+        attempt_number: 1,
+        next_attempt_at: None,
+        updated_at: now,
+        delivered_at: Some(now),
+    };
+    let outcomes = vec![("d1".to_string(), outcome)];
+    let setting: Vec<Setting> = match &mut conn {
+        DbConn::Sqlite(c) => {
+            let c = &mut **c;
+            c.write_outcomes(vec![], outcomes, vec![], vec![])
+                .await
+                .unwrap();
+            let q = diesel::sql_query(
+                "SELECT CAST(synchronous AS TEXT) AS value FROM pragma_synchronous",
+            );
+            diesel_async::RunQueryDsl::load(q, c).await.unwrap()
+        }
+        DbConn::Pg(c) => {
+            let c = &mut **c;
+            c.write_outcomes(vec![], outcomes, vec![], vec![])
+                .await
+                .unwrap();
+            let q = diesel::sql_query("SELECT current_setting('synchronous_commit') AS value");
+            diesel_async::RunQueryDsl::load(q, c).await.unwrap()
+        }
+    };
+    // SQLite: 2 = FULL; PostgreSQL: `on` (the recorder's `SET LOCAL` ended with its transaction).
+    let durable = if db.is_pg() { "on" } else { "2" };
+    assert_eq!(setting[0].value, durable);
+}
+
 #[tokio::test]
 async fn sigkill_mid_flight_loses_no_delivery() {
     let db = TestDb::new();
