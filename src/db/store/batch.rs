@@ -47,7 +47,8 @@ macro_rules! transformed_upsert {
 
 /// Batched writes both backends implement.
 pub trait BatchWrite {
-    /// Inserts events and their deliveries (inside the caller's transaction).
+    /// Inserts events and their deliveries (inside the caller's transaction; on PostgreSQL as one
+    /// statement, which is atomic without one).
     fn insert_intake(
         &mut self,
         events: Vec<EventRow>,
@@ -128,8 +129,11 @@ impl BatchWrite for diesel_async::AsyncPgConnection {
     ) -> BoxFuture<'_, QueryResult<()>> {
         use diesel_async::RunQueryDsl;
         async move {
-            pg_events_insert(events).execute(&mut *self).await?;
-            pg_deliveries_insert(deliveries).execute(&mut *self).await?;
+            if !events.is_empty() {
+                pg_intake_insert(events, deliveries)
+                    .execute(&mut *self)
+                    .await?;
+            }
             Ok(())
         }
         .boxed()
@@ -263,49 +267,44 @@ pub type Fence = (i64, i64, Vec<String>);
 /// The boxed statement type of the `unnest` writes.
 type PgQuery = diesel::query_builder::BoxedSqlQuery<'static, Pg, diesel::query_builder::SqlQuery>;
 
-/// Events of one intake commit as one `INSERT ... SELECT FROM unnest(arrays)`.
-fn pg_events_insert(rows: Vec<EventRow>) -> PgQuery {
-    let n = rows.len();
-    let mut id = Vec::with_capacity(n);
-    let mut tenant = Vec::with_capacity(n);
-    let mut ty = Vec::with_capacity(n);
-    let mut key = Vec::with_capacity(n);
-    let mut payload = Vec::with_capacity(n);
-    let mut at = Vec::with_capacity(n);
-    for r in rows {
-        id.push(r.event_id);
-        tenant.push(r.tenant_id);
-        ty.push(r.event_type);
-        key.push(r.idempotency_key);
-        payload.push(r.payload);
-        at.push(r.created_at);
+/// Events and their new (pending) deliveries of one intake commit as one statement: the events'
+/// `INSERT ... SELECT FROM unnest(arrays)` in a `WITH`, the deliveries' after it. One round trip,
+/// and atomic by itself, so a commit with nothing else to do needs no transaction around it. The
+/// delivery columns that start empty take their values in SQL.
+fn pg_intake_insert(events: Vec<EventRow>, deliveries: Vec<DeliveryRow>) -> PgQuery {
+    let n = events.len();
+    let (mut e_id, mut e_tenant, mut e_type) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut e_key, mut e_payload, mut e_at) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for r in events {
+        e_id.push(r.event_id);
+        e_tenant.push(r.tenant_id);
+        e_type.push(r.event_type);
+        e_key.push(r.idempotency_key);
+        e_payload.push(r.payload);
+        e_at.push(r.created_at);
     }
-    diesel::sql_query(
-        "INSERT INTO sys_webhook_events (event_id, tenant_id, event_type, idempotency_key, payload, created_at) \
-         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamp[])",
-    )
-    .into_boxed()
-    .bind::<Array<Text>, _>(id)
-    .bind::<Array<Text>, _>(tenant)
-    .bind::<Array<Text>, _>(ty)
-    .bind::<Array<Nullable<Text>>, _>(key)
-    .bind::<Array<Text>, _>(payload)
-    .bind::<Array<Timestamp>, _>(at)
-}
-
-/// New (pending) deliveries of one intake commit as one `INSERT ... SELECT FROM unnest(arrays)`;
-/// the columns that start empty take their values in SQL.
-fn pg_deliveries_insert(rows: Vec<DeliveryRow>) -> PgQuery {
-    let n = rows.len();
-    let mut id = Vec::with_capacity(n);
-    let mut webhook = Vec::with_capacity(n);
-    let mut event = Vec::with_capacity(n);
-    let mut ty = Vec::with_capacity(n);
-    let mut tenant = Vec::with_capacity(n);
-    let mut status = Vec::with_capacity(n);
-    let mut attempts = Vec::with_capacity(n);
-    let mut at = Vec::with_capacity(n);
-    for r in rows {
+    let n = deliveries.len();
+    let (mut id, mut webhook, mut event, mut ty) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut tenant, mut status, mut attempts, mut at) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for r in deliveries {
         id.push(r.delivery_id);
         webhook.push(r.webhook_id);
         event.push(r.event_id);
@@ -316,12 +315,21 @@ fn pg_deliveries_insert(rows: Vec<DeliveryRow>) -> PgQuery {
         at.push(r.created_at);
     }
     diesel::sql_query(
-        "INSERT INTO sys_webhook_deliveries (delivery_id, webhook_id, event_id, event_type, tenant_id, \
+        "WITH new_events AS (INSERT INTO sys_webhook_events (event_id, tenant_id, event_type, \
+         idempotency_key, payload, created_at) \
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamp[])) \
+         INSERT INTO sys_webhook_deliveries (delivery_id, webhook_id, event_id, event_type, tenant_id, \
          status, attempt_number, created_at, updated_at) \
-         SELECT d, w, e, t, tn, s, a, c, c FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], \
-         $5::text[], $6::text[], $7::int8[], $8::timestamp[]) AS v(d, w, e, t, tn, s, a, c)",
+         SELECT d, w, e, t, tn, s, a, c, c FROM unnest($7::text[], $8::int8[], $9::text[], $10::text[], \
+         $11::text[], $12::text[], $13::int8[], $14::timestamp[]) AS v(d, w, e, t, tn, s, a, c)",
     )
     .into_boxed()
+    .bind::<Array<Text>, _>(e_id)
+    .bind::<Array<Text>, _>(e_tenant)
+    .bind::<Array<Text>, _>(e_type)
+    .bind::<Array<Nullable<Text>>, _>(e_key)
+    .bind::<Array<Text>, _>(e_payload)
+    .bind::<Array<Timestamp>, _>(e_at)
     .bind::<Array<Text>, _>(id)
     .bind::<Array<BigInt>, _>(webhook)
     .bind::<Array<Text>, _>(event)
