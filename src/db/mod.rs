@@ -94,11 +94,11 @@ impl DbConn {
 #[error("database unavailable: {0}")]
 pub struct PoolError(pub String);
 
-/// Connection pools over the configured backend. A connection handed out again is not checked with
-/// a query (`RecyclingMethod::Fast`): the default `SELECT 1` cost a round trip (on SQLite a hop to
-/// the blocking pool) before every intake commit and recorder batch. A PostgreSQL connection whose
-/// socket closed counts as broken and is replaced without one; any other failure shows at its
-/// first query, which the callers retry or answer with 503.
+/// Connection pools over the configured backend. A SQLite connection handed out again is not
+/// checked with a query (`RecyclingMethod::Fast`): the default `SELECT 1` cost a hop to the
+/// blocking pool before every intake commit and recorder batch, and a local file cannot go away
+/// under it. A PostgreSQL connection still is: that bounded check is what turns a server that
+/// stopped answering into a 503 within [`PG_CHECKOUT_TIMEOUT`] instead of a request that hangs.
 #[derive(Clone)]
 pub enum DbPool {
     /// SQLite: one writer, several readers.
@@ -121,12 +121,7 @@ impl DbPool {
                 reader: sqlite_pool(path, 4, SQLITE_READER_CACHE_KIB)?,
             }),
             DatabaseUrl::Postgres(url) => {
-                let mut config = ManagerConfig::<AsyncPgConnection>::default();
-                config.recycling_method = RecyclingMethod::Fast;
-                let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
-                    url.as_str(),
-                    config,
-                );
+                let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url.as_str());
                 let pool = Pool::builder(manager)
                     .max_size(16)
                     .runtime(deadpool::Runtime::Tokio1)

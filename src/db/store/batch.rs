@@ -129,7 +129,8 @@ impl BatchWrite for diesel_async::AsyncPgConnection {
     ) -> BoxFuture<'_, QueryResult<()>> {
         use diesel_async::RunQueryDsl;
         async move {
-            if !events.is_empty() {
+            // A replay inserts deliveries of events stored earlier: no event rows.
+            if !events.is_empty() || !deliveries.is_empty() {
                 pg_intake_insert(events, deliveries)
                     .execute(&mut *self)
                     .await?;
