@@ -53,10 +53,11 @@ fn serve(config: Config) -> anyhow::Result<()> {
 }
 
 /// Commit memory on demand, give freed memory back at once, keep to 4 KiB pages and give SQLite's
-/// allocations one arena (unless `MIMALLOC_*` or `MALLOC_ARENA_MAX` says otherwise): with mimalloc's eager defaults the backlog benchmark peaked at
-/// 174 MiB, with these at 97 MiB, at the same delivery rate. Transparent huge pages (mimalloc asks
-/// the kernel for them) keep 2 MiB resident wherever one byte of it is in use: a backlog of 500,000
-/// deliveries draining peaked at 251 MiB with them and 155 MiB without, at the same rate.
+/// allocations one arena (unless `MIMALLOC_*` or `MALLOC_ARENA_MAX` says otherwise). With
+/// mimalloc's eager defaults the backlog benchmark peaked at 174 MiB, with these at 97 MiB, at the
+/// same delivery rate. Transparent huge pages (mimalloc asks the kernel for them) keep 2 MiB
+/// resident wherever one byte of it is in use: a backlog of 500,000 deliveries draining peaked at
+/// 251 MiB with them and 155 MiB without, at the same rate.
 fn tune_allocator() {
     use libmimalloc_sys::mi_option_t;
     // mimalloc v2's `mi_option_e` names (mimalloc.h); libmimalloc-sys exports no constants for

@@ -17,9 +17,7 @@ use std::time::Duration;
 use diesel::{Connection, SqliteConnection};
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
-use diesel_async::pooled_connection::{
-    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
-};
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
 use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
@@ -94,11 +92,12 @@ impl DbConn {
 #[error("database unavailable: {0}")]
 pub struct PoolError(pub String);
 
-/// Connection pools over the configured backend. A SQLite connection handed out again is not
-/// checked with a query (`RecyclingMethod::Fast`): the default `SELECT 1` cost a hop to the
-/// blocking pool before every intake commit and recorder batch, and a local file cannot go away
-/// under it. A PostgreSQL connection still is: that bounded check is what turns a server that
-/// stopped answering into a 503 within [`PG_CHECKOUT_TIMEOUT`] instead of a request that hangs.
+/// Connection pools over the configured backend. A connection handed out again is first checked
+/// with `SELECT 1` (diesel-async's default), though it costs a round trip or a hop to the blocking
+/// pool: on PostgreSQL it is what turns a server that stopped answering into a 503 within
+/// [`PG_CHECKOUT_TIMEOUT`] instead of a request that hangs; on SQLite it replaces a connection
+/// whose blocking pool went away with the actix worker that opened it (at shutdown), which
+/// otherwise fails every query and keeps the recorder from ever draining.
 #[derive(Clone)]
 pub enum DbPool {
     /// SQLite: one writer, several readers.
@@ -194,7 +193,6 @@ fn pool_err(e: impl std::fmt::Display) -> PoolError {
 
 fn sqlite_pool(path: &str, size: usize, cache_kib: i64) -> anyhow::Result<Pool<SqliteConn>> {
     let mut config = ManagerConfig::<SqliteConn>::default();
-    config.recycling_method = RecyclingMethod::Fast;
     config.custom_setup = Box::new(move |url| {
         let url = url.to_string();
         let pragmas = format!("{SQLITE_PRAGMAS} PRAGMA cache_size = -{cache_kib};");

@@ -273,47 +273,25 @@ type PgQuery = diesel::query_builder::BoxedSqlQuery<'static, Pg, diesel::query_b
 /// and atomic by itself, so a commit with nothing else to do needs no transaction around it. The
 /// delivery columns that start empty take their values in SQL.
 fn pg_intake_insert(events: Vec<EventRow>, deliveries: Vec<DeliveryRow>) -> PgQuery {
-    let n = events.len();
-    let (mut e_id, mut e_tenant, mut e_type) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    let (mut e_key, mut e_payload, mut e_at) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
+    let mut e = EventColumns::default();
     for r in events {
-        e_id.push(r.event_id);
-        e_tenant.push(r.tenant_id);
-        e_type.push(r.event_type);
-        e_key.push(r.idempotency_key);
-        e_payload.push(r.payload);
-        e_at.push(r.created_at);
+        e.event_id.push(r.event_id);
+        e.tenant_id.push(r.tenant_id);
+        e.event_type.push(r.event_type);
+        e.idempotency_key.push(r.idempotency_key);
+        e.payload.push(r.payload);
+        e.created_at.push(r.created_at);
     }
-    let n = deliveries.len();
-    let (mut id, mut webhook, mut event, mut ty) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    let (mut tenant, mut status, mut attempts, mut at) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
+    let mut d = DeliveryColumns::default();
     for r in deliveries {
-        id.push(r.delivery_id);
-        webhook.push(r.webhook_id);
-        event.push(r.event_id);
-        ty.push(r.event_type);
-        tenant.push(r.tenant_id);
-        status.push(r.status);
-        attempts.push(r.attempt_number);
-        at.push(r.created_at);
+        d.delivery_id.push(r.delivery_id);
+        d.webhook_id.push(r.webhook_id);
+        d.event_id.push(r.event_id);
+        d.event_type.push(r.event_type);
+        d.tenant_id.push(r.tenant_id);
+        d.status.push(r.status);
+        d.attempt_number.push(r.attempt_number);
+        d.created_at.push(r.created_at);
     }
     diesel::sql_query(
         "WITH new_events AS (INSERT INTO sys_webhook_events (event_id, tenant_id, event_type, \
@@ -325,20 +303,20 @@ fn pg_intake_insert(events: Vec<EventRow>, deliveries: Vec<DeliveryRow>) -> PgQu
          $11::text[], $12::text[], $13::int8[], $14::timestamp[]) AS v(d, w, e, t, tn, s, a, c)",
     )
     .into_boxed()
-    .bind::<Array<Text>, _>(e_id)
-    .bind::<Array<Text>, _>(e_tenant)
-    .bind::<Array<Text>, _>(e_type)
-    .bind::<Array<Nullable<Text>>, _>(e_key)
-    .bind::<Array<Text>, _>(e_payload)
-    .bind::<Array<Timestamp>, _>(e_at)
-    .bind::<Array<Text>, _>(id)
-    .bind::<Array<BigInt>, _>(webhook)
-    .bind::<Array<Text>, _>(event)
-    .bind::<Array<Text>, _>(ty)
-    .bind::<Array<Text>, _>(tenant)
-    .bind::<Array<Text>, _>(status)
-    .bind::<Array<BigInt>, _>(attempts)
-    .bind::<Array<Timestamp>, _>(at)
+    .bind::<Array<Text>, _>(e.event_id)
+    .bind::<Array<Text>, _>(e.tenant_id)
+    .bind::<Array<Text>, _>(e.event_type)
+    .bind::<Array<Nullable<Text>>, _>(e.idempotency_key)
+    .bind::<Array<Text>, _>(e.payload)
+    .bind::<Array<Timestamp>, _>(e.created_at)
+    .bind::<Array<Text>, _>(d.delivery_id)
+    .bind::<Array<BigInt>, _>(d.webhook_id)
+    .bind::<Array<Text>, _>(d.event_id)
+    .bind::<Array<Text>, _>(d.event_type)
+    .bind::<Array<Text>, _>(d.tenant_id)
+    .bind::<Array<Text>, _>(d.status)
+    .bind::<Array<BigInt>, _>(d.attempt_number)
+    .bind::<Array<Timestamp>, _>(d.created_at)
 }
 
 /// Keeps the last outcome of each delivery (a batch may hold `retrying` then `success` of one).
@@ -439,6 +417,28 @@ fn pg_outcomes_update(
         .bind::<Array<Nullable<Timestamp>>, _>(cols.next_attempt_at)
         .bind::<Array<Timestamp>, _>(cols.updated_at)
         .bind::<Array<Nullable<Timestamp>>, _>(cols.delivered_at)
+}
+
+#[derive(Default)]
+struct EventColumns {
+    event_id: Vec<String>,
+    tenant_id: Vec<String>,
+    event_type: Vec<String>,
+    idempotency_key: Vec<Option<String>>,
+    payload: Vec<String>,
+    created_at: Vec<NaiveDateTime>,
+}
+
+#[derive(Default)]
+struct DeliveryColumns {
+    delivery_id: Vec<String>,
+    webhook_id: Vec<i64>,
+    event_id: Vec<String>,
+    event_type: Vec<String>,
+    tenant_id: Vec<String>,
+    status: Vec<DeliveryStatus>,
+    attempt_number: Vec<i64>,
+    created_at: Vec<NaiveDateTime>,
 }
 
 #[derive(Default)]
