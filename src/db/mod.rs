@@ -5,6 +5,7 @@
 //! connection (SQLite serialises writers anyway; one connection means no `SQLITE_BUSY` on lock
 //! upgrades) and a few readers, all in WAL mode.
 
+pub mod blocking;
 pub mod file_lock;
 pub mod json;
 pub mod models;
@@ -17,7 +18,9 @@ use std::time::Duration;
 use diesel::{Connection, SqliteConnection};
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
-use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+};
 use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
@@ -26,7 +29,7 @@ use futures::FutureExt;
 use crate::config::DatabaseUrl;
 
 /// The async SQLite connection: a sync diesel connection run on tokio's blocking pool.
-pub type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
+pub type SqliteConn = SyncConnectionWrapper<SqliteConnection, blocking::ProcessBlocking>;
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
@@ -92,12 +95,12 @@ impl DbConn {
 #[error("database unavailable: {0}")]
 pub struct PoolError(pub String);
 
-/// Connection pools over the configured backend. A connection handed out again is first checked
-/// with `SELECT 1` (diesel-async's default), though it costs a round trip or a hop to the blocking
-/// pool: on PostgreSQL it is what turns a server that stopped answering into a 503 within
-/// [`PG_CHECKOUT_TIMEOUT`] instead of a request that hangs; on SQLite it replaces a connection
-/// whose blocking pool went away with the actix worker that opened it (at shutdown), which
-/// otherwise fails every query and keeps the recorder from ever draining.
+/// Connection pools over the configured backend. A PostgreSQL connection handed out again is first
+/// checked with `SELECT 1` (diesel-async's default), though it costs a round trip: it is what turns
+/// a server that stopped answering into a 503 within [`PG_CHECKOUT_TIMEOUT`] instead of a request
+/// that hangs. A SQLite connection is not (`RecyclingMethod::Fast`): a local file does not stop
+/// answering, and its queries run on a blocking pool that lives as long as the process
+/// ([`blocking`]).
 #[derive(Clone)]
 pub enum DbPool {
     /// SQLite: one writer, several readers.
@@ -193,6 +196,7 @@ fn pool_err(e: impl std::fmt::Display) -> PoolError {
 
 fn sqlite_pool(path: &str, size: usize, cache_kib: i64) -> anyhow::Result<Pool<SqliteConn>> {
     let mut config = ManagerConfig::<SqliteConn>::default();
+    config.recycling_method = RecyclingMethod::Fast;
     config.custom_setup = Box::new(move |url| {
         let url = url.to_string();
         let pragmas = format!("{SQLITE_PRAGMAS} PRAGMA cache_size = -{cache_kib};");
