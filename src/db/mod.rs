@@ -28,7 +28,8 @@ use futures::FutureExt;
 
 use crate::config::DatabaseUrl;
 
-/// The async SQLite connection: a sync diesel connection run on tokio's blocking pool.
+/// The async SQLite connection: a sync diesel connection run on the process-lived blocking pool of
+/// [`blocking`].
 pub type SqliteConn = SyncConnectionWrapper<SqliteConnection, blocking::ProcessBlocking>;
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
