@@ -87,6 +87,29 @@ async fn wait_for(rx: &TwoPathReceiver, what: &str, check: impl Fn(&Seen) -> boo
     .await;
 }
 
+/// Registers the `load/fast` webhook at `fast_url` on the worker thread of `slow` (webhooks run on
+/// thread `id % workers`), with `load/none` webhooks at `filler_url` taking the ids in between.
+async fn fast_webhook_beside(
+    env: &Env,
+    slow: &serde_json::Value,
+    filler_url: &str,
+    fast_url: &str,
+) -> serde_json::Value {
+    for _ in 1..workers() {
+        env.server
+            .create_webhook("t1", "load/none", filler_url, json!({}))
+            .await;
+    }
+    let fast = env
+        .server
+        .create_webhook("t1", "load/fast", fast_url, json!({}))
+        .await;
+    let thread =
+        |v: &serde_json::Value| v["webhook_id"].as_i64().expect("webhook_id") % workers() as i64;
+    assert_eq!(thread(slow), thread(&fast), "not on one worker thread");
+    fast
+}
+
 #[tokio::test]
 async fn requests_to_one_host_are_capped_and_reuse_their_connections() {
     let env = Env::with(|c| c.tuning.host_connections = 2);
@@ -128,20 +151,9 @@ async fn a_slow_webhook_does_not_starve_another_on_the_same_host() {
         .server
         .create_webhook("t1", "load/slow", &format!("{}/slow", rx.base), json!({}))
         .await;
-    // Webhooks run on worker thread `id % workers`: the fast one is put on the slow one's
-    // thread, so that they share one gate.
-    for _ in 1..workers() {
-        env.server
-            .create_webhook("t1", "load/none", &format!("{}/fast", rx.base), json!({}))
-            .await;
-    }
-    let fast = env
-        .server
-        .create_webhook("t1", "load/fast", &format!("{}/fast", rx.base), json!({}))
-        .await;
-    let thread =
-        |v: &serde_json::Value| v["webhook_id"].as_i64().expect("webhook_id") % workers() as i64;
-    assert_eq!(thread(&slow), thread(&fast));
+    // On the slow webhook's thread, so that they share one gate.
+    let fast_url = format!("{}/fast", rx.base);
+    fast_webhook_beside(&env, &slow, &fast_url, &fast_url).await;
     for _ in 0..12 {
         env.server.publish("t1", "load/slow", json!({})).await;
     }
@@ -170,23 +182,13 @@ async fn different_hosts_never_share_slots() {
         .create_webhook("t1", "load/slow", &format!("{}/slow", busy.base), json!({}))
         .await;
     // On the slow webhook's worker thread, as above, but sending to another origin.
-    for _ in 1..workers() {
-        env.server
-            .create_webhook("t1", "load/none", &format!("{}/x", other.base), json!({}))
-            .await;
-    }
-    let fast = env
-        .server
-        .create_webhook(
-            "t1",
-            "load/fast",
-            &format!("{}/fast", other.base),
-            json!({}),
-        )
-        .await;
-    let thread =
-        |v: &serde_json::Value| v["webhook_id"].as_i64().expect("webhook_id") % workers() as i64;
-    assert_eq!(thread(&slow), thread(&fast));
+    fast_webhook_beside(
+        &env,
+        &slow,
+        &format!("{}/x", other.base),
+        &format!("{}/fast", other.base),
+    )
+    .await;
     for _ in 0..3 {
         env.server.publish("t1", "load/slow", json!({})).await;
     }
