@@ -344,10 +344,6 @@ impl Node {
     }
 }
 
-/// A SQLite file is served by one process: a second `serve` (or `migrate`) on it exits non-zero
-/// within 10 s with one line naming the database as "in use" and the first process's pid, however
-/// verbose its logs; the first goes on serving. `kill -9` ends the claim: a new process on the same
-/// file starts and serves. (SQLite whichever database the suite runs on.)
 /// Transparent huge pages are off for the server (README, Reliability): with them a draining
 /// backlog kept 2 MiB resident wherever one byte was in use.
 #[cfg(target_os = "linux")]
@@ -366,6 +362,10 @@ async fn the_server_runs_without_transparent_huge_pages() {
     assert_eq!(thp, Some("0"), "/proc/PID/status of the server:\n{status}");
 }
 
+/// A SQLite file is served by one process: a second `serve` (or `migrate`) on it exits non-zero
+/// within 10 s with one line naming the database as "in use" and the first process's pid, however
+/// verbose its logs; the first goes on serving. `kill -9` ends the claim: a new process on the same
+/// file starts and serves. (SQLite whichever database the suite runs on.)
 #[tokio::test]
 async fn a_sqlite_file_is_served_by_one_process_at_a_time() {
     let dir = tempfile::tempdir().unwrap();
