@@ -344,22 +344,32 @@ impl Node {
     }
 }
 
-/// Transparent huge pages are off for the server (README, Reliability): with them a draining
-/// backlog kept 2 MiB resident wherever one byte was in use.
+/// Transparent huge pages are off for the server unless `MIMALLOC_ALLOW_THP=1` (README,
+/// Reliability): with them a draining backlog kept 2 MiB resident wherever one byte was in use.
 #[cfg(target_os = "linux")]
 #[tokio::test]
 async fn the_server_runs_without_transparent_huge_pages() {
+    /// `THP_enabled` of a process's `/proc/PID/status`.
+    fn thp_enabled(pid: &str) -> String {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let line = status.lines().find_map(|l| l.strip_prefix("THP_enabled:"));
+        line.unwrap_or_else(|| panic!("no THP_enabled in /proc/{pid}/status:\n{status}"))
+            .trim()
+            .to_string()
+    }
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("thp.db").display());
-    let mut node = Node::start(&db, &[]);
-    node.wait_for("/readyz", Duration::from_secs(30)).await;
-    let status = std::fs::read_to_string(format!("/proc/{}/status", node.pid())).unwrap();
-    node.kill().await;
-    let thp = status
-        .lines()
-        .find_map(|l| l.strip_prefix("THP_enabled:"))
-        .map(str::trim);
-    assert_eq!(thp, Some("0"), "/proc/PID/status of the server:\n{status}");
+    for (env, expected) in [
+        (vec![], "0".to_string()),
+        // Allowed again: as for this test process (the prctl flag is inherited by children).
+        (vec![("MIMALLOC_ALLOW_THP", "1")], thp_enabled("self")),
+    ] {
+        let mut node = Node::start(&db, &env);
+        node.wait_for("/readyz", Duration::from_secs(30)).await;
+        let thp = thp_enabled(&node.pid().to_string());
+        node.kill().await;
+        assert_eq!(thp, expected, "THP_enabled of the server with {env:?}");
+    }
 }
 
 /// A SQLite file is served by one process: a second `serve` (or `migrate`) on it exits non-zero
