@@ -960,6 +960,165 @@ async fn an_outcome_write_leaves_the_writer_committing_durably() {
     assert_eq!(setting[0].value, durable);
 }
 
+/// The recorder's write sets every column of an outcome, and leaves a delivery cancelled meanwhile
+/// (its webhook deleted while the attempt was out) cancelled, on both backends.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_outcome_write_sets_every_column_and_keeps_a_cancelled_delivery_cancelled() {
+    use beema_webhooks::db::models::DeliveryOutcome;
+    use beema_webhooks::db::store::batch::BatchWrite;
+    use beema_webhooks::db::store::deliveries::find_delivery;
+    use beema_webhooks::db::{DbConn, DbPool};
+    use beema_webhooks::domain::DeliveryStatus;
+    use diesel_async::SimpleAsyncConnection;
+
+    let db = TestDb::new();
+    beema_webhooks::db::migrate(&db.url).await.unwrap();
+    let pool = DbPool::new(&db.url).unwrap();
+    let mut conn = pool.write().await.unwrap();
+    let setup = "INSERT INTO sys_webhooks (webhook_name, tenant_id, event_type, url, secret) \
+         VALUES ('w', 't', 'claim/opened', 'http://127.0.0.1:9/', 's'); \
+         INSERT INTO sys_webhook_deliveries (delivery_id, webhook_id, event_id, event_type, \
+         tenant_id, status, attempt_number, created_at, updated_at) VALUES \
+         ('open', 1, 'e1', 'claim/opened', 't', 'pending', 0, '2026-11-30 10:00:00', '2026-11-30 10:00:00'), \
+         ('gone', 1, 'e1', 'claim/opened', 't', 'cancelled', 0, '2026-11-30 10:00:00', '2026-11-30 10:00:00')";
+    let later = chrono::NaiveDate::from_ymd_opt(2026, 11, 30)
+        .unwrap()
+        .and_hms_milli_opt(10, 0, 1, 250)
+        .unwrap();
+    let retry_at = later + chrono::Duration::seconds(2);
+    let outcome = DeliveryOutcome {
+        status: DeliveryStatus::Retrying,
+        status_code: Some(503),
+        response_body: Some("busy".into()),
+        error_message: Some("HTTP 503".into()),
+        attempt_number: 1,
+        next_attempt_at: Some(retry_at),
+        updated_at: later,
+        delivered_at: None,
+    };
+    let outcomes = vec![
+        ("open".to_string(), outcome.clone()),
+        ("gone".to_string(), outcome),
+    ];
+    match &mut conn {
+        DbConn::Sqlite(c) => {
+            c.batch_execute(setup).await.unwrap();
+            c.write_outcomes(vec![], outcomes, vec![], vec![])
+                .await
+                .unwrap();
+        }
+        DbConn::Pg(c) => {
+            c.batch_execute(setup).await.unwrap();
+            c.write_outcomes(vec![], outcomes, vec![], vec![])
+                .await
+                .unwrap();
+        }
+    }
+    let open = find_delivery(&mut conn, "open").await.unwrap().unwrap();
+    assert_eq!(open.status, DeliveryStatus::Retrying);
+    assert_eq!(open.status_code, Some(503));
+    assert_eq!(open.response_body.as_deref(), Some("busy"));
+    assert_eq!(open.error_message.as_deref(), Some("HTTP 503"));
+    assert_eq!(open.attempt_number, 1);
+    assert_eq!(open.next_attempt_at, Some(retry_at));
+    assert_eq!(open.updated_at, later);
+    assert_eq!(open.delivered_at, None);
+    let gone = find_delivery(&mut conn, "gone").await.unwrap().unwrap();
+    assert_eq!(gone.status, DeliveryStatus::Cancelled);
+    assert_eq!(gone.attempt_number, 0);
+}
+
+/// A large recorder batch finds its deliveries by primary key, whatever the planner makes of the
+/// table: given a few thousand outcomes, PostgreSQL hash-joined them against a scan of the whole
+/// deliveries table, a cost that grows with the table. (SQLite updates row by row, by key.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_outcome_batch_finds_its_deliveries_by_key_not_by_a_table_scan() {
+    use beema_webhooks::db::models::DeliveryOutcome;
+    use beema_webhooks::db::store::batch::BatchWrite;
+    use beema_webhooks::db::{DbConn, DbPool};
+    use beema_webhooks::domain::DeliveryStatus;
+    use diesel::sql_types::{BigInt, Nullable};
+    use diesel_async::SimpleAsyncConnection;
+
+    #[derive(diesel::QueryableByName)]
+    struct Scans {
+        #[diesel(sql_type = Nullable<BigInt>)]
+        seq_scan: Option<i64>,
+        #[diesel(sql_type = Nullable<BigInt>)]
+        idx_scan: Option<i64>,
+    }
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let db = TestDb::new();
+    if !db.is_pg() {
+        return;
+    }
+    beema_webhooks::db::migrate(&db.url).await.unwrap();
+    let pool = DbPool::new(&db.url).unwrap();
+    let mut conn = pool.write().await.unwrap();
+    let DbConn::Pg(c) = &mut conn else {
+        unreachable!("a PostgreSQL pool")
+    };
+    let c = &mut **c;
+    c.batch_execute(
+        "INSERT INTO sys_webhooks (webhook_name, tenant_id, event_type, url, secret) \
+         VALUES ('w', 't', 'claim/opened', 'http://127.0.0.1:9/', 's'); \
+         INSERT INTO sys_webhook_deliveries (delivery_id, webhook_id, event_id, event_type, \
+         tenant_id, status, attempt_number, created_at, updated_at) \
+         SELECT 'd' || lpad(g::text, 6, '0'), currval('sys_webhooks_webhook_id_seq'), 'e' || g, \
+         'claim/opened', 't', 'pending', 0, now(), now() FROM generate_series(1, 20000) g; \
+         ANALYZE sys_webhook_deliveries",
+    )
+    .await
+    .unwrap();
+    // Flushed before the answer to this query comes back (PostgreSQL 15), so the counters below
+    // include every statement before it.
+    let scans = async |c: &mut diesel_async::AsyncPgConnection| -> Scans {
+        c.batch_execute("SELECT pg_stat_force_next_flush()")
+            .await
+            .unwrap();
+        let q = diesel::sql_query(
+            "SELECT seq_scan, idx_scan FROM pg_stat_user_tables \
+             WHERE relname = 'sys_webhook_deliveries'",
+        );
+        diesel_async::RunQueryDsl::get_result(q, c).await.unwrap()
+    };
+    let before = scans(c).await;
+    let now = chrono::Utc::now().naive_utc();
+    let outcomes = (1..=3000)
+        .map(|i| {
+            let outcome = DeliveryOutcome {
+                status: DeliveryStatus::Success,
+                status_code: Some(200),
+                response_body: None,
+                error_message: None,
+                attempt_number: 1,
+                next_attempt_at: None,
+                updated_at: now,
+                delivered_at: Some(now),
+            };
+            (format!("d{i:06}"), outcome)
+        })
+        .collect();
+    c.write_outcomes(vec![], outcomes, vec![], vec![])
+        .await
+        .unwrap();
+    let after = scans(c).await;
+    assert_eq!(
+        after.seq_scan, before.seq_scan,
+        "the recorder's update scanned the deliveries table"
+    );
+    assert!(after.idx_scan > before.idx_scan);
+    let q = diesel::sql_query(
+        "SELECT count(*) AS n FROM sys_webhook_deliveries WHERE status = 'success'",
+    );
+    let updated: Count = diesel_async::RunQueryDsl::get_result(q, c).await.unwrap();
+    assert_eq!(updated.n, 3000);
+}
+
 #[tokio::test]
 async fn sigkill_mid_flight_loses_no_delivery() {
     let db = TestDb::new();
