@@ -280,9 +280,19 @@ impl Dispatcher {
             .collect()
     }
 
-    /// Makes the registry exactly `webhooks` (after the cluster listener reconnected).
-    pub async fn reload(&self, webhooks: Vec<Arc<Webhook>>) -> Result<(), DispatchError> {
-        Ok(self.inner.router.send(Reload(webhooks)).await?)
+    /// Upserts and removals the registry has seen; read before the snapshot given to [`Self::reload`].
+    pub fn registry_changes(&self) -> u64 {
+        self.registry().changes()
+    }
+
+    /// Brings the registry to `snapshot`, every webhook in the database (after the cluster listener
+    /// reconnected), read once the registry had `since` changes; later changes stay.
+    pub async fn reload(
+        &self,
+        snapshot: Vec<Arc<Webhook>>,
+        since: u64,
+    ) -> Result<(), DispatchError> {
+        Ok(self.inner.router.send(Reload { snapshot, since }).await?)
     }
 
     /// One live webhook as the runtime knows it.

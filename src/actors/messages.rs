@@ -224,10 +224,14 @@ pub struct Page(pub Vec<i64>);
 #[rtype(result = "()")]
 pub struct PageIn;
 
-/// The registry as the database has it now: every webhook, the rest are gone.
+/// The registry as the database has it: every webhook in a snapshot read after the registry had
+/// `since` changes (see [`super::registry::Registry::reload_plan`]).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Reload(pub Vec<std::sync::Arc<crate::domain::Webhook>>);
+pub struct Reload {
+    pub snapshot: Vec<std::sync::Arc<crate::domain::Webhook>>,
+    pub since: u64,
+}
 
 /// Write everything handed so far; answers when it is durable.
 #[derive(Message)]

@@ -20,11 +20,52 @@ pub struct Registry {
     /// Ids by (tenant, event type); a set, so that adding one of 10,000 webhooks on a route is cheap.
     by_route: HashMap<(String, String), BTreeSet<i64>>,
     statuses: HashMap<i64, Arc<WebhookStatus>>,
+    /// Changes so far (upserts and removals), and the count at each webhook's latest change: a
+    /// reload from a snapshot of the database leaves alone what changed after the snapshot began.
+    changes: u64,
+    changed_at: HashMap<i64, u64>,
+}
+
+/// What a reload from a snapshot of the database does: the webhooks to forget, and those to apply.
+#[derive(Debug, Default, PartialEq)]
+pub struct ReloadPlan {
+    pub gone: Vec<i64>,
+    pub apply: Vec<Arc<Webhook>>,
 }
 
 impl Registry {
+    /// Upserts and removals so far: read it before reading the snapshot a reload applies.
+    pub fn changes(&self) -> u64 {
+        self.changes
+    }
+
+    /// Brings the registry to `snapshot` (every webhook in the database), read after [`Self::changes`]
+    /// answered `since`. A webhook upserted or removed after that is newer than the snapshot (the
+    /// API changes the registry only after its commit), so it is left as it is: a webhook created
+    /// while the snapshot was read must not vanish until its notification comes, nor a deleted one
+    /// come back.
+    pub fn reload_plan(&self, snapshot: Vec<Arc<Webhook>>, since: u64) -> ReloadPlan {
+        let newer = |id: &i64| self.changed_at.get(id).is_some_and(|&at| at > since);
+        let keep: std::collections::HashSet<i64> = snapshot.iter().map(|w| w.id).collect();
+        ReloadPlan {
+            gone: self
+                .webhooks
+                .keys()
+                .filter(|id| !keep.contains(id) && !newer(id))
+                .copied()
+                .collect(),
+            apply: snapshot.into_iter().filter(|w| !newer(&w.id)).collect(),
+        }
+    }
+
+    fn touch(&mut self, id: i64) {
+        self.changes += 1;
+        self.changed_at.insert(id, self.changes);
+    }
+
     /// Adds or replaces a webhook; returns its status cell (kept across updates and actor restarts).
     pub fn upsert(&mut self, webhook: Arc<Webhook>) -> Arc<WebhookStatus> {
+        self.touch(webhook.id);
         self.unindex(webhook.id);
         let route = (webhook.tenant_id.clone(), webhook.event_type.clone());
         self.by_route.entry(route).or_default().insert(webhook.id);
@@ -55,6 +96,7 @@ impl Registry {
 
     /// Forgets a webhook.
     pub fn remove(&mut self, id: i64) {
+        self.touch(id);
         self.unindex(id);
         self.webhooks.remove(&id);
         self.statuses.remove(&id);
@@ -198,6 +240,31 @@ mod tests {
             transform: None,
             batch: None,
         })
+    }
+
+    #[test]
+    fn a_reload_leaves_alone_what_changed_after_its_snapshot_began() {
+        let mut r = Registry::default();
+        r.upsert(hook(1, "a", "claim/opened", true));
+        r.upsert(hook(2, "a", "claim/opened", true));
+        r.upsert(hook(4, "a", "claim/opened", true));
+        let since = r.changes();
+        // While the snapshot is read: webhook 3 is created and webhook 4 deleted through the API.
+        r.upsert(hook(3, "a", "claim/opened", true));
+        r.remove(4);
+        // The snapshot saw neither; webhook 2 was deleted on another node before it.
+        let snapshot = vec![
+            hook(1, "a", "claim/opened", false),
+            hook(4, "a", "claim/opened", true),
+        ];
+        let plan = r.reload_plan(snapshot, since);
+        assert_eq!(plan.gone, vec![2]);
+        let applied: Vec<(i64, bool)> = plan.apply.iter().map(|w| (w.id, w.enabled)).collect();
+        assert_eq!(applied, vec![(1, false)]);
+        // With nothing changed meanwhile, the snapshot is applied whole (the plan above was not).
+        let plan = r.reload_plan(vec![hook(9, "a", "x", true)], r.changes());
+        assert_eq!(plan.gone, vec![1, 2, 3]);
+        assert_eq!(plan.apply.len(), 1);
     }
 
     #[test]

@@ -229,16 +229,12 @@ impl Handler<Reload> for Router {
     type Result = ();
 
     fn handle(&mut self, msg: Reload, ctx: &mut Self::Context) {
-        let keep: HashSet<i64> = msg.0.iter().map(|w| w.id).collect();
-        let gone: Vec<i64> = self
+        let plan = self
             .registry
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .ids()
-            .into_iter()
-            .filter(|id| !keep.contains(id))
-            .collect();
-        for id in gone {
+            .reload_plan(msg.snapshot, msg.since);
+        for id in plan.gone {
             self.registry
                 .write()
                 .unwrap_or_else(|p| p.into_inner())
@@ -247,7 +243,7 @@ impl Handler<Reload> for Router {
                 a.do_send(Retire);
             }
         }
-        for w in msg.0 {
+        for w in plan.apply {
             <Self as Handler<Upsert>>::handle(self, Upsert(w), ctx);
         }
     }

@@ -537,11 +537,13 @@ async fn listener(s: Arc<Shared>) {
 
 /// Brings the registry in line with the database and pages in every owned webhook.
 async fn reload(s: &Shared) -> anyhow::Result<()> {
+    // Counted before the snapshot: what the API changes while it is read is newer and stays.
+    let since = s.dispatcher.registry_changes();
     let mut conn = s.db.read().await?;
     let rows = webhooks::all_webhooks(&mut conn).await?;
     drop(conn);
     let hooks = crate::app::usable_webhooks(rows, &s.cipher)?;
-    s.dispatcher.reload(hooks).await?;
+    s.dispatcher.reload(hooks, since).await?;
     s.dispatcher.page(&s.cluster.owned_ids());
     s.kick.notify_one();
     Ok(())
