@@ -904,14 +904,26 @@ async fn binary_mid_flight(
     (bin, id_of(&hook), got)
 }
 
+/// The outcome of a first attempt answered 200 at `now`.
+fn delivered_at(now: chrono::NaiveDateTime) -> beema_webhooks::db::models::DeliveryOutcome {
+    beema_webhooks::db::models::DeliveryOutcome {
+        status: beema_webhooks::domain::DeliveryStatus::Success,
+        status_code: Some(200),
+        response_body: None,
+        error_message: None,
+        attempt_number: 1,
+        next_attempt_at: None,
+        updated_at: now,
+        delivered_at: Some(now),
+    }
+}
+
 /// Outcomes commit without waiting for the disk, but the writer connection they used goes back to
 /// waiting for it, so the next acknowledged publish on it is durable (README, Reliability).
 #[tokio::test(flavor = "multi_thread")]
 async fn an_outcome_write_leaves_the_writer_committing_durably() {
-    use beema_webhooks::db::models::DeliveryOutcome;
     use beema_webhooks::db::store::batch::BatchWrite;
     use beema_webhooks::db::{DbConn, DbPool};
-    use beema_webhooks::domain::DeliveryStatus;
     use diesel::sql_types::Text;
 
     #[derive(diesel::QueryableByName)]
@@ -924,17 +936,7 @@ async fn an_outcome_write_leaves_the_writer_committing_durably() {
     let pool = DbPool::new(&db.url).unwrap();
     let mut conn = pool.write().await.unwrap();
     let now = chrono::Utc::now().naive_utc();
-    let outcome = DeliveryOutcome {
-        status: DeliveryStatus::Success,
-        status_code: Some(200),
-        response_body: None,
-        error_message: None,
-        attempt_number: 1,
-        next_attempt_at: None,
-        updated_at: now,
-        delivered_at: Some(now),
-    };
-    let outcomes = vec![("d1".to_string(), outcome)];
+    let outcomes = vec![("d1".to_string(), delivered_at(now))];
     let setting: Vec<Setting> = match &mut conn {
         DbConn::Sqlite(c) => {
             let c = &mut **c;
@@ -1033,10 +1035,8 @@ async fn an_outcome_write_sets_every_column_and_keeps_a_cancelled_delivery_cance
 /// deliveries table, a cost that grows with the table. (SQLite updates row by row, by key.)
 #[tokio::test(flavor = "multi_thread")]
 async fn a_large_outcome_batch_finds_its_deliveries_by_key_not_by_a_table_scan() {
-    use beema_webhooks::db::models::DeliveryOutcome;
     use beema_webhooks::db::store::batch::BatchWrite;
     use beema_webhooks::db::{DbConn, DbPool};
-    use beema_webhooks::domain::DeliveryStatus;
     use diesel::sql_types::{BigInt, Nullable};
     use diesel_async::SimpleAsyncConnection;
 
@@ -1089,19 +1089,7 @@ async fn a_large_outcome_batch_finds_its_deliveries_by_key_not_by_a_table_scan()
     let before = scans(c).await;
     let now = chrono::Utc::now().naive_utc();
     let outcomes = (1..=3000)
-        .map(|i| {
-            let outcome = DeliveryOutcome {
-                status: DeliveryStatus::Success,
-                status_code: Some(200),
-                response_body: None,
-                error_message: None,
-                attempt_number: 1,
-                next_attempt_at: None,
-                updated_at: now,
-                delivered_at: Some(now),
-            };
-            (format!("d{i:06}"), outcome)
-        })
+        .map(|i| (format!("d{i:06}"), delivered_at(now)))
         .collect();
     c.write_outcomes(vec![], outcomes, vec![], vec![])
         .await
