@@ -2,11 +2,11 @@
 //!
 //! `relay` answers the part of the server's API that `loadgen --scenario steady` uses (`/readyz`,
 //! `POST /api/webhooks`, `POST /api/events`) with the same stacks as the server (actix-web in,
-//! reqwest out, serde_json, the same two signatures, mimalloc), but keeps webhooks in memory and
-//! writes nothing anywhere: no database, no retry, no recorder. Each event is answered `202` at
-//! once and sent to every webhook in the background. Whatever share of the ceiling it reaches is
-//! the most any dispatcher built on these stacks can reach on this machine, since every delivery
-//! costs the machine one request in and one request out, twice what the ceiling's request costs.
+//! reqwest out, serde_json, mimalloc, the headers and signatures of the server's `build_headers`),
+//! but keeps webhooks in memory and writes nothing anywhere: no database, no retry, no recorder.
+//! Each event is answered `202` at once and sent to every webhook in the background. Whatever share
+//! of the ceiling it reaches is the most a dispatcher built on these stacks can reach on this
+//! machine: every delivery still costs a request out and a receipt, plus its share of the publish.
 //!
 //! ```text
 //! cargo build --release --example relay --example loadgen
@@ -19,9 +19,10 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use actix_web::{web, App, HttpResponse, HttpServer};
-use beema_webhooks::delivery::signing::{
-    beema_signature, generate_secret, standard_signature_header,
-};
+use beema_webhooks::delivery::sender::{build_headers, Outgoing};
+use beema_webhooks::delivery::signing::generate_secret;
+use beema_webhooks::domain::{BreakerSettings, RetryConfig, Webhook};
+use chrono::Utc;
 use serde_json::{json, Value};
 
 #[global_allocator]
@@ -32,8 +33,7 @@ const MAX_IN_FLIGHT: usize = 32;
 
 /// A webhook as the relay keeps it.
 struct Hook {
-    url: String,
-    secret: String,
+    webhook: Webhook,
     /// Caps its requests in flight, as the server's webhook actor does; unbounded, the relay
     /// opens a connection per queued event and runs out of ports.
     slots: Arc<tokio::sync::Semaphore>,
@@ -84,10 +84,32 @@ async fn register(relay: web::Data<Relay>, body: web::Json<Value>) -> HttpRespon
         return HttpResponse::UnprocessableEntity().json(json!({"error": "url"}));
     };
     let id = relay.next_id.fetch_add(1, Ordering::Relaxed);
-    let secret = generate_secret();
-    relay.hooks.write().unwrap().push(Arc::new(Hook {
+    let webhook = Webhook {
+        id,
+        name: "relay".into(),
+        tenant_id: String::new(),
+        event_type: String::new(),
         url,
-        secret,
+        secret: generate_secret(),
+        enabled: true,
+        headers: Default::default(),
+        retry: RetryConfig::default(),
+        rate_limit: None,
+        breaker: BreakerSettings::default(),
+        timeout_ms: 30_000,
+        ordered: false,
+        disabled_reason: None,
+        previous_secrets: vec![],
+        created_at: Utc::now(),
+        updated_at: Utc::now(),
+        created_by: None,
+        updated_by: None,
+        filter: None,
+        transform: None,
+        batch: None,
+    };
+    relay.hooks.write().unwrap().push(Arc::new(Hook {
+        webhook,
         slots: Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)),
     }));
     created["webhook_id"] = json!(id);
@@ -107,25 +129,21 @@ async fn publish(relay: web::Data<Relay>, body: web::Bytes) -> HttpResponse {
         let id = uuid::Uuid::now_v7().to_string();
         event["id"] = json!(id);
         let event_type = event["event"].as_str().unwrap_or("").to_string();
-        let payload = bytes::Bytes::from(event.to_string());
+        let payload: Arc<str> = Arc::from(event.to_string());
+        // Shared by the event's sends, as the server shares a payload.
+        let body = bytes::Bytes::copy_from_slice(payload.as_bytes());
         for hook in &hooks {
-            let delivery = uuid::Uuid::now_v7().to_string();
-            let ts = chrono::Utc::now().timestamp();
+            // The server's own headers and signatures, built by the server's own function.
+            let out = Outgoing {
+                delivery_id: uuid::Uuid::now_v7().to_string(),
+                event_type: event_type.clone(),
+                payload: payload.clone(),
+            };
             let request = relay
                 .client
-                .post(&hook.url)
-                .header("content-type", "application/json")
-                .header("x-beema-event", &event_type)
-                .header("x-beema-delivery", &delivery)
-                .header("x-beema-timestamp", ts.to_string())
-                .header("x-beema-signature", beema_signature(&hook.secret, &payload))
-                .header("webhook-id", &delivery)
-                .header("webhook-timestamp", ts.to_string())
-                .header(
-                    "webhook-signature",
-                    standard_signature_header([hook.secret.as_str()], &delivery, ts, &payload),
-                )
-                .body(payload.clone());
+                .post(&hook.webhook.url)
+                .headers(build_headers(&hook.webhook, &out, Utc::now()))
+                .body(body.clone());
             let slots = hook.slots.clone();
             actix_web::rt::spawn(async move {
                 let _slot = slots.acquire_owned().await;

@@ -256,7 +256,7 @@ impl<Conn> diesel::RunQueryDsl<Conn> for SqliteOutcomeUpdate<'_> {}
 /// (webhook id, lease epoch, delivery ids): outcomes written only while the lease has that epoch.
 pub type Fence = (i64, i64, Vec<String>);
 
-/// The boxed statement type of the `unnest` writes.
+/// The boxed statement type of the PostgreSQL `unnest` writes.
 type PgQuery = diesel::query_builder::BoxedSqlQuery<'static, Pg, diesel::query_builder::SqlQuery>;
 
 /// Events and their new (pending) deliveries of one intake commit as one statement: the events'
@@ -330,9 +330,7 @@ pub fn latest_per_delivery(
 
 /// One `INSERT ... SELECT FROM unnest(arrays)`: a single prepared statement whatever the batch
 /// size, one round trip (per-row statements cost a round trip each: 5,000 rows/s at best).
-fn pg_attempts_insert(
-    rows: Vec<NewAttemptRow>,
-) -> diesel::query_builder::BoxedSqlQuery<'static, Pg, diesel::query_builder::SqlQuery> {
+fn pg_attempts_insert(rows: Vec<NewAttemptRow>) -> PgQuery {
     let mut cols = AttemptColumns::default();
     for r in rows {
         cols.delivery_id.push(r.delivery_id);
@@ -381,9 +379,7 @@ static PG_OUTCOMES_UPDATE: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// One `UPDATE ... FROM unnest(arrays)` for every outcome of a batch (ids must be distinct).
-fn pg_outcomes_update(
-    rows: Vec<(String, DeliveryOutcome)>,
-) -> diesel::query_builder::BoxedSqlQuery<'static, Pg, diesel::query_builder::SqlQuery> {
+fn pg_outcomes_update(rows: Vec<(String, DeliveryOutcome)>) -> PgQuery {
     let mut ids = Vec::with_capacity(rows.len());
     let mut cols = OutcomeColumns::default();
     for (id, o) in rows {
