@@ -2,7 +2,7 @@
 //!
 //! `relay` answers the part of the server's API that `loadgen --scenario steady` uses (`/readyz`,
 //! `POST /api/webhooks`, `POST /api/events`) with the same stacks as the server (actix-web in,
-//! reqwest out, serde_json, mimalloc, the headers and signatures of the server's `build_headers`),
+//! reqwest out, serde_json, mimalloc, the headers and signatures of the server's `HeaderTemplate`),
 //! but keeps webhooks in memory and writes nothing anywhere: no database, no retry, no recorder.
 //! Each event is answered `202` at once and sent to every webhook in the background. Whatever share
 //! of the ceiling it reaches is the most a dispatcher built on these stacks can reach on this
@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use actix_web::{web, App, HttpResponse, HttpServer};
-use beema_webhooks::delivery::sender::{build_headers, Outgoing};
+use beema_webhooks::delivery::sender::{HeaderTemplate, Outgoing};
 use beema_webhooks::delivery::signing::generate_secret;
 use beema_webhooks::domain::{BreakerSettings, RetryConfig, Webhook};
 use chrono::Utc;
@@ -34,6 +34,8 @@ const MAX_IN_FLIGHT: usize = 32;
 /// A webhook as the relay keeps it.
 struct Hook {
     webhook: Webhook,
+    /// Its headers, prepared once as the server's webhook actor prepares them.
+    headers: HeaderTemplate,
     /// Caps its requests in flight, as the server's webhook actor does; unbounded, the relay
     /// opens a connection per queued event and runs out of ports.
     slots: Arc<tokio::sync::Semaphore>,
@@ -109,6 +111,7 @@ async fn register(relay: web::Data<Relay>, body: web::Json<Value>) -> HttpRespon
         batch: None,
     };
     relay.hooks.write().unwrap().push(Arc::new(Hook {
+        headers: HeaderTemplate::new(&webhook),
         webhook,
         slots: Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)),
     }));
@@ -142,7 +145,7 @@ async fn publish(relay: web::Data<Relay>, body: web::Bytes) -> HttpResponse {
             let request = relay
                 .client
                 .post(&hook.webhook.url)
-                .headers(build_headers(&hook.webhook, &out, Utc::now()))
+                .headers(hook.headers.headers(&out, Utc::now()))
                 .body(body.clone());
             let slots = hook.slots.clone();
             actix_web::rt::spawn(async move {

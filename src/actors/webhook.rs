@@ -27,7 +27,7 @@ use crate::db::store::sent::{self, SentBodyRow};
 use crate::delivery::breaker::{BreakerSnapshot, CircuitBreaker, CircuitState};
 use crate::delivery::host_pool::HostPool;
 use crate::delivery::retry::{decide, random_jitter, RetryDecision};
-use crate::delivery::sender::{self, AttemptResult, Outgoing};
+use crate::delivery::sender::{self, AttemptResult, Outgoing, PreparedRequest};
 use crate::domain::ops::{is_ops_type, OpsDetail, OpsFact};
 use crate::domain::{Attempt, DeliveryStatus, DeliveryUpdate, RetryConfig, Webhook};
 
@@ -43,8 +43,9 @@ pub struct WebhookActor {
     status: Arc<WebhookStatus>,
     /// The connections to the webhook's receiver origin, shared with other webhooks sending there.
     host: Option<Arc<HostPool>>,
-    /// The webhook's URL, parsed once (again after it changes).
-    url: Option<Result<url::Url, String>>,
+    /// What every request of the webhook shares, prepared at its first attempt after each
+    /// configuration (an unparsable URL: why nothing can be sent).
+    prepared: Option<Result<Arc<PreparedRequest>, String>>,
     limiter: Option<DefaultDirectRateLimiter>,
     breaker: CircuitBreaker,
     /// Due now, in acceptance order.
@@ -102,7 +103,7 @@ impl WebhookActor {
             router,
             status,
             host: None,
-            url: None,
+            prepared: None,
             limiter,
             breaker,
             ready: VecDeque::new(),
@@ -400,19 +401,20 @@ impl WebhookActor {
         if crate::testing::take_injected_panic(self.webhook.id, &self.webhook.url) {
             panic!("injected fault in webhook actor {}", self.webhook.id);
         }
-        let webhook = self.webhook.clone();
-        let url = self
-            .url
-            .get_or_insert_with(|| sender::parse_url(&webhook.url))
+        let webhook = &self.webhook;
+        let prepared = self
+            .prepared
+            .get_or_insert_with(|| PreparedRequest::new(webhook).map(Arc::new))
             .clone();
-        let target =
-            url.map_err(|e| format!("invalid URL: {e}"))
-                .and_then(|u| match self.host_pool(&u) {
-                    Ok(host) => Ok((u, host)),
-                    Err(e) => Err(format!("HTTP client: {e}")),
-                });
+        let target = prepared
+            .map_err(|e| format!("invalid URL: {e}"))
+            .and_then(|p| match self.host_pool(&p.url) {
+                Ok(host) => Ok((p, host)),
+                Err(e) => Err(format!("HTTP client: {e}")),
+            });
         self.in_flight.insert(job.delivery_id.clone());
-        let (url, host) = match target {
+        let webhook_id = self.webhook.id;
+        let (request, host) = match target {
             Ok(t) => t,
             Err(error) => return self.finish(job, sender::not_sent(error), None, ctx),
         };
@@ -446,9 +448,9 @@ impl WebhookActor {
             };
             let payload = out.payload.clone();
             // Held until the response is read: the connection is this webhook's meanwhile.
-            let _slot = host.slot(webhook.id).await;
+            let _slot = host.slot(webhook_id).await;
             Sent::Done(
-                sender::send(host.client(), &policy, &webhook, url, &out).await,
+                sender::send(host.client(), &policy, &request, &out).await,
                 payload,
             )
         };
@@ -1110,8 +1112,9 @@ impl Handler<Configure> for WebhookActor {
             self.limiter = build_limiter(&new);
         }
         self.breaker.set_config(new.breaker);
+        // Headers, secrets and timeout may have changed too.
+        self.prepared = None;
         if new.url != self.webhook.url {
-            self.url = None;
             self.host = None;
         }
         self.webhook = new;

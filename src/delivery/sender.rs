@@ -8,7 +8,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, USER_AGE
 use reqwest::StatusCode;
 
 use super::retry::parse_retry_after;
-use super::signing::{beema_signature, standard_signature_header};
+use super::signing::SigningKey;
 use super::ssrf::{check_ip_target, GuardedResolver, TargetPolicy};
 use crate::domain::{truncate_body, Webhook};
 
@@ -82,63 +82,124 @@ pub fn tls_config() -> anyhow::Result<rustls::ClientConfig> {
         .with_no_client_auth())
 }
 
-/// The headers of an attempt (README, "What a receiver gets"), signed with every live secret.
-pub fn build_headers(webhook: &Webhook, out: &Outgoing, now: DateTime<Utc>) -> HeaderMap {
-    let ts = now.timestamp();
-    let body = out.payload.as_bytes();
-    let mut h = HeaderMap::new();
-    // Custom headers go first so that the protocol's own headers always win.
-    for (k, v) in &webhook.headers {
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(k.as_bytes()),
-            HeaderValue::from_str(v),
-        ) {
-            h.insert(name, value);
-        }
-    }
-    let mut put = |name: &'static str, value: String| {
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            h.insert(HeaderName::from_static(name), v);
-        }
-    };
-    put("x-beema-event", out.event_type.clone());
-    put("x-beema-delivery", out.delivery_id.clone());
-    put("x-beema-timestamp", ts.to_string());
-    put("x-beema-signature", beema_signature(&webhook.secret, body));
-    put("webhook-id", out.delivery_id.clone());
-    put("webhook-timestamp", ts.to_string());
-    put(
-        "webhook-signature",
-        standard_signature_header(webhook.live_secrets(now), &out.delivery_id, ts, body),
-    );
-    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    h.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
-    h
+/// What the requests of one webhook share, prepared once per configuration rather than on every
+/// attempt: the URL parsed (parsing runs IDNA on every host), the timeout, and the headers.
+pub struct PreparedRequest {
+    /// The webhook's URL.
+    pub url: url::Url,
+    /// The webhook's `timeout_ms`.
+    pub timeout: Duration,
+    /// Its headers, all but the per-attempt ones.
+    pub headers: HeaderTemplate,
 }
 
-/// Sends one attempt and reports what happened; never fails. `url` is the webhook's URL, parsed
-/// once by its actor (parsing runs IDNA on every host: a visible cost per attempt).
+impl PreparedRequest {
+    /// Prepares the requests of `webhook`; fails on an unparsable URL.
+    pub fn new(webhook: &Webhook) -> Result<Self, String> {
+        Ok(Self {
+            url: url::Url::parse(&webhook.url).map_err(|e| e.to_string())?,
+            timeout: Duration::from_millis(webhook.timeout_ms),
+            headers: HeaderTemplate::new(webhook),
+        })
+    }
+}
+
+/// The headers of one webhook's attempts (README, "What a receiver gets"): its custom headers,
+/// content type and user agent validated once, and its secrets keyed once for signing.
+pub struct HeaderTemplate {
+    /// Custom headers, then `Content-Type` and `User-Agent` (the validation of the API keeps
+    /// custom headers off every name the dispatcher sets).
+    fixed: HeaderMap,
+    /// The current secret, for `X-Beema-Signature`.
+    beema: SigningKey,
+    /// Every secret that signs `webhook-signature`, with the end of its rotation window (None:
+    /// the current one).
+    standard: Vec<(SigningKey, Option<DateTime<Utc>>)>,
+}
+
+impl HeaderTemplate {
+    /// The template of `webhook`'s headers.
+    pub fn new(webhook: &Webhook) -> Self {
+        let mut fixed = HeaderMap::new();
+        for (k, v) in &webhook.headers {
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(k.as_bytes()),
+                HeaderValue::from_str(v),
+            ) {
+                fixed.insert(name, value);
+            }
+        }
+        fixed.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        fixed.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
+        let mut standard = vec![(SigningKey::standard(&webhook.secret), None)];
+        standard.extend(
+            webhook
+                .previous_secrets
+                .iter()
+                .map(|p| (SigningKey::standard(&p.secret), Some(p.expires_at))),
+        );
+        Self {
+            fixed,
+            beema: SigningKey::beema(&webhook.secret),
+            standard,
+        }
+    }
+
+    /// The headers of one attempt, signed at `now` with every secret still live then.
+    pub fn headers(&self, out: &Outgoing, now: DateTime<Utc>) -> HeaderMap {
+        let ts = now.timestamp();
+        let body = out.payload.as_bytes();
+        let mut h = self.fixed.clone();
+        let mut put = |name: &'static str, value: &str| {
+            if let Ok(v) = HeaderValue::from_str(value) {
+                h.insert(HeaderName::from_static(name), v);
+            }
+        };
+        let ts_text = ts.to_string();
+        let signatures: Vec<String> = self
+            .standard
+            .iter()
+            .filter(|(_, expires)| expires.is_none_or(|e| e > now))
+            .map(|(key, _)| key.standard_signature(&out.delivery_id, ts, body))
+            .collect();
+        put("x-beema-event", &out.event_type);
+        put("x-beema-delivery", &out.delivery_id);
+        put("x-beema-timestamp", &ts_text);
+        put("x-beema-signature", &self.beema.beema_signature(body));
+        put("webhook-id", &out.delivery_id);
+        put("webhook-timestamp", &ts_text);
+        put("webhook-signature", &signatures.join(" "));
+        h
+    }
+}
+
+/// The headers of an attempt of `webhook`, signed with every live secret (for one-off requests;
+/// webhook actors keep a [`HeaderTemplate`]).
+pub fn build_headers(webhook: &Webhook, out: &Outgoing, now: DateTime<Utc>) -> HeaderMap {
+    HeaderTemplate::new(webhook).headers(out, now)
+}
+
+/// Sends one attempt of a webhook prepared as `request`, and reports what happened; never fails.
 pub async fn send(
     client: reqwest::Client,
     policy: &TargetPolicy,
-    webhook: &Webhook,
-    url: url::Url,
+    request: &PreparedRequest,
     out: &Outgoing,
 ) -> AttemptResult {
     let started = Instant::now();
     // reqwest does not call the resolver for IP literals, so those are checked here.
-    if let Err(e) = check_ip_target(policy, &url) {
+    if let Err(e) = check_ip_target(policy, &request.url) {
         return failed(started, e.to_string());
     }
-    let timeout = Duration::from_millis(webhook.timeout_ms);
+    let timeout = request.timeout;
     // The body shares the payload's bytes: no copy per attempt.
     let body = bytes::Bytes::from_owner(ArcBytes(out.payload.clone()));
-    let request = client
-        .post(url)
-        .headers(build_headers(webhook, out, Utc::now()))
+    let pending = client
+        .post(request.url.clone())
+        .headers(request.headers.headers(out, Utc::now()))
         .timeout(timeout)
         .body(body);
-    match request.send().await {
+    match pending.send().await {
         Ok(resp) => read_response(resp, started, timeout).await,
         Err(e) => failed(started, describe_error(&e, timeout)),
     }
@@ -151,11 +212,6 @@ impl AsRef<[u8]> for ArcBytes {
     fn as_ref(&self) -> &[u8] {
         self.0.as_bytes()
     }
-}
-
-/// Parses a webhook URL once for many attempts.
-pub fn parse_url(url: &str) -> Result<url::Url, String> {
-    url::Url::parse(url).map_err(|e| e.to_string())
 }
 
 async fn read_response(
@@ -288,6 +344,39 @@ mod tests {
             h["x-beema-signature"],
             "sha256=6cbbcdf2c8016ca85b50543b19e8e121ef16137967bdfa3ce660972922bafaeb"
         );
+    }
+
+    #[test]
+    fn a_template_signs_with_a_previous_secret_until_its_window_ends() {
+        let mut w = webhook();
+        let ends = Utc::now();
+        w.previous_secrets = vec![crate::domain::PreviousSecret {
+            secret: "whsec_b2xkc2VjcmV0".into(),
+            expires_at: ends,
+        }];
+        let template = HeaderTemplate::new(&w);
+        let out = Outgoing {
+            delivery_id: "d1".into(),
+            event_type: "claim/opened".into(),
+            payload: Arc::from("{}"),
+        };
+        let signatures = |at| {
+            let h = template.headers(&out, at);
+            let verifies = |secret: &str| {
+                standardwebhooks::Webhook::new(secret)
+                    .unwrap()
+                    .verify(b"{}", &h)
+                    .is_ok()
+            };
+            (
+                h["webhook-signature"].to_str().unwrap().split(' ').count(),
+                verifies(&w.secret),
+                verifies("whsec_b2xkc2VjcmV0"),
+            )
+        };
+        let second = chrono::Duration::seconds(1);
+        assert_eq!(signatures(ends - second), (2, true, true));
+        assert_eq!(signatures(ends), (1, true, false));
     }
 
     #[test]

@@ -12,21 +12,57 @@ type HmacSha256 = Hmac<Sha256>;
 /// Prefix used by Standard Webhooks for base64-encoded secrets.
 const WHSEC_PREFIX: &str = "whsec_";
 
-/// Computes HMAC-SHA256 over the concatenation of `parts` with `key`.
-///
-/// HMAC accepts keys of any length, so key setup cannot actually fail; the fallback
-/// branch only exists so that no `unwrap` is needed and still yields a correct MAC.
-fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
-    match <HmacSha256 as KeyInit>::new_from_slice(key) {
-        Ok(mut mac) => {
-            for part in parts {
-                mac.update(part);
+/// An HMAC-SHA256 key set up once for many messages: each signature clones the keyed state, which
+/// skips the key setup (two SHA-256 blocks) and, for a `whsec_` secret, its base64 decoding.
+#[derive(Clone)]
+pub struct SigningKey(Option<HmacSha256>);
+
+impl SigningKey {
+    /// Keyed by `key` exactly.
+    pub fn new(key: &[u8]) -> Self {
+        // HMAC takes keys of any length, so this is never None; None would yield an empty,
+        // non-matching MAC rather than a panic inside a delivery worker.
+        Self(<HmacSha256 as KeyInit>::new_from_slice(key).ok())
+    }
+
+    /// The key of the legacy Beema scheme: the secret string exactly as written (including any
+    /// `whsec_` prefix), because that is what existing Beema receivers were told to use.
+    pub fn beema(secret: &str) -> Self {
+        Self::new(secret.as_bytes())
+    }
+
+    /// The key of the Standard Webhooks scheme: [`secret_key_bytes`].
+    pub fn standard(secret: &str) -> Self {
+        Self::new(&secret_key_bytes(secret))
+    }
+
+    /// HMAC-SHA256 over the concatenation of `parts`.
+    fn mac(&self, parts: &[&[u8]]) -> Vec<u8> {
+        match self.0.clone() {
+            Some(mut mac) => {
+                for part in parts {
+                    mac.update(part);
+                }
+                mac.finalize().into_bytes().to_vec()
             }
-            mac.finalize().into_bytes().to_vec()
+            None => Vec::new(),
         }
-        // Unreachable in practice (HMAC takes any key length); keep a deterministic,
-        // non-matching output rather than panicking inside a delivery worker.
-        Err(_) => Vec::new(),
+    }
+
+    /// The legacy Beema signature header value: `sha256=<lowercase hex>` of the body; `self`
+    /// from [`Self::beema`].
+    pub fn beema_signature(&self, body: &[u8]) -> String {
+        format!("sha256={}", hex::encode(self.mac(&[body])))
+    }
+
+    /// One Standard Webhooks signature, `v1,<base64(HMAC-SHA256)>` over `"{msg_id}.{timestamp}."`
+    /// followed by the body; `self` from [`Self::standard`].
+    pub fn standard_signature(&self, msg_id: &str, timestamp: i64, body: &[u8]) -> String {
+        let prefix = format!("{msg_id}.{timestamp}.");
+        format!(
+            "v1,{}",
+            STANDARD.encode(self.mac(&[prefix.as_bytes(), body]))
+        )
     }
 }
 
@@ -44,27 +80,16 @@ pub fn secret_key_bytes(secret: &str) -> Vec<u8> {
     secret.as_bytes().to_vec()
 }
 
-/// Computes the legacy Beema signature header value: `sha256=<lowercase hex>`.
-///
-/// The key is the secret string exactly as written (including any `whsec_` prefix),
-/// because that is what existing Beema receivers were told to use.
+/// Computes the legacy Beema signature header value: `sha256=<lowercase hex>` (see
+/// [`SigningKey::beema`] for its key).
 pub fn beema_signature(secret: &str, body: &[u8]) -> String {
-    let mac = hmac_sha256(secret.as_bytes(), &[body]);
-    format!("sha256={}", hex::encode(mac))
+    SigningKey::beema(secret).beema_signature(body)
 }
 
 /// Computes one Standard Webhooks signature: `v1,<base64(HMAC-SHA256)>` over
 /// `"{msg_id}.{timestamp}."` followed by the body bytes, keyed by [`secret_key_bytes`].
 pub fn standard_signature(secret: &str, msg_id: &str, timestamp: i64, body: &[u8]) -> String {
-    let key = secret_key_bytes(secret);
-    let mac = standard_mac(&key, msg_id, timestamp, body);
-    format!("v1,{}", STANDARD.encode(mac))
-}
-
-/// Raw MAC for the Standard Webhooks scheme.
-fn standard_mac(key: &[u8], msg_id: &str, timestamp: i64, body: &[u8]) -> Vec<u8> {
-    let prefix = format!("{msg_id}.{timestamp}.");
-    hmac_sha256(key, &[prefix.as_bytes(), body])
+    SigningKey::standard(secret).standard_signature(msg_id, timestamp, body)
 }
 
 /// Builds the `webhook-signature` header value: one `v1,` signature per secret,
