@@ -1,5 +1,5 @@
 //! Fault injection for the test suite (hidden from the docs): proves that a panic inside a
-//! webhook actor or the intake task is survived.
+//! webhook actor or the intake task is survived, and holds a registry reload at a chosen point.
 //!
 //! The seam stays in the shipped binary, behind one relaxed atomic load per check: a cargo feature
 //! would compile it out, but then the binary under test would not be the one we ship, and a
@@ -108,6 +108,59 @@ pub fn replay_fault(tenant: &str) -> Option<usize> {
     let mut g = REPLAY_FAULTS.lock().unwrap_or_else(|p| p.into_inner());
     let i = g.iter().position(|(t, _)| t == tenant)?;
     Some(g.remove(i).1)
+}
+
+/// Where a node's registry reload (the cluster listener's, at start and after every reconnect) can
+/// be held, so that a test can change webhooks through the API in the middle of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadPoint {
+    /// The snapshot of every webhook has been read, and is not applied yet.
+    SnapshotRead,
+    /// The snapshot has been applied; the notifications that came meanwhile are not handled yet.
+    Applied,
+}
+
+/// Held points per node id, and the points each node has reached.
+static RELOAD_HOLDS: Mutex<Vec<(String, ReloadPoint)>> = Mutex::new(Vec::new());
+static RELOAD_REACHED: Mutex<Vec<(String, ReloadPoint)>> = Mutex::new(Vec::new());
+/// Set once a reload was held: the fast path of [`reload_point`].
+static RELOAD_ARMED: AtomicBool = AtomicBool::new(false);
+
+/// Holds (true) or releases (false) the reloads of node `node` at `point`.
+pub fn hold_reload(node: &str, point: ReloadPoint, hold: bool) {
+    let mut g = RELOAD_HOLDS.lock().unwrap_or_else(|p| p.into_inner());
+    g.retain(|(n, p)| !(n == node && *p == point));
+    if hold {
+        g.push((node.to_string(), point));
+        RELOAD_ARMED.store(true, Ordering::Release);
+    }
+}
+
+/// True once a reload of node `node` has reached `point` (held there or not).
+pub fn reload_reached(node: &str, point: ReloadPoint) -> bool {
+    let g = RELOAD_REACHED.lock().unwrap_or_else(|p| p.into_inner());
+    g.iter().any(|(n, p)| n == node && *p == point)
+}
+
+/// Called by a reload of node `node` at `point`: returns at once unless a test holds it there.
+pub async fn reload_point(node: &str, point: ReloadPoint) {
+    if !RELOAD_ARMED.load(Ordering::Relaxed) {
+        return;
+    }
+    let held = || {
+        let g = RELOAD_HOLDS.lock().unwrap_or_else(|p| p.into_inner());
+        g.iter().any(|(n, p)| n == node && *p == point)
+    };
+    if !held() {
+        return;
+    }
+    RELOAD_REACHED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push((node.to_string(), point));
+    while held() {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
 }
 
 #[cfg(test)]

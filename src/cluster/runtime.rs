@@ -542,10 +542,13 @@ async fn reload(s: &Shared) -> anyhow::Result<()> {
     let mut conn = s.db.read().await?;
     let rows = webhooks::all_webhooks(&mut conn).await?;
     drop(conn);
+    let node = s.cluster.node_id();
+    crate::testing::reload_point(node, crate::testing::ReloadPoint::SnapshotRead).await;
     let hooks = crate::app::usable_webhooks(rows, &s.cipher)?;
     s.dispatcher.reload(hooks, since).await?;
     s.dispatcher.page(&s.cluster.owned_ids());
     s.kick.notify_one();
+    crate::testing::reload_point(node, crate::testing::ReloadPoint::Applied).await;
     Ok(())
 }
 

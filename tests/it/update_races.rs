@@ -278,3 +278,76 @@ async fn publishing_answers_503_when_postgresql_hangs() {
     stall.pause(false);
     server.stop();
 }
+
+/// PostgreSQL: a registry reload (the cluster listener's, at start and after every reconnect) keeps
+/// what the API changed while its snapshot was read and applied. Held between the two, the reload
+/// used to put back the snapshot as it was: a webhook created meanwhile missed the events published
+/// until its notification came, and one deleted meanwhile got them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_reload_keeps_what_the_api_changed_while_it_ran() {
+    use beema_webhooks::testing::{hold_reload, reload_reached, ReloadPoint};
+
+    let db = TestDb::new();
+    if !db.is_pg() {
+        return; // SQLite reloads nothing: one process serves the file
+    }
+    let config = test_config(&db);
+    let node = config.node_id.clone();
+    let first = TestServer::start(config.clone());
+    let deleted = first
+        .create_webhook(
+            "tenant-1",
+            "claim/settled",
+            "http://127.0.0.1:9/a",
+            json!({}),
+        )
+        .await;
+    let deleted = deleted["webhook_id"].as_i64().unwrap();
+    first.stop();
+
+    // The next start's reload reads a snapshot holding `deleted` only, and stops there.
+    hold_reload(&node, ReloadPoint::SnapshotRead, true);
+    hold_reload(&node, ReloadPoint::Applied, true);
+    let server = TestServer::start(config);
+    let reached = |point| {
+        let node = node.clone();
+        move || {
+            let node = node.clone();
+            async move { reload_reached(&node, point).then_some(()) }
+        }
+    };
+    crate::utils::eventually(
+        WAIT,
+        "the reload read its snapshot",
+        reached(ReloadPoint::SnapshotRead),
+    )
+    .await;
+    server
+        .create_webhook(
+            "tenant-1",
+            "claim/opened",
+            "http://127.0.0.1:9/b",
+            json!({}),
+        )
+        .await;
+    let (status, v) = server.delete(&format!("/api/webhooks/{deleted}")).await;
+    assert!(status == 200 || status == 204, "{status} {v}");
+    hold_reload(&node, ReloadPoint::SnapshotRead, false);
+    // Applied, and the notifications of both changes not handled yet: only the registry the
+    // reload left decides where these events go.
+    crate::utils::eventually(
+        WAIT,
+        "the reload applied its snapshot",
+        reached(ReloadPoint::Applied),
+    )
+    .await;
+    let created_gets = server.publish("tenant-1", "claim/opened", json!({})).await;
+    let deleted_gets = server.publish("tenant-1", "claim/settled", json!({})).await;
+    hold_reload(&node, ReloadPoint::Applied, false);
+    assert_eq!(created_gets["deliveries"], 1, "the new webhook was dropped");
+    assert_eq!(
+        deleted_gets["deliveries"], 0,
+        "the deleted webhook came back"
+    );
+    server.stop();
+}
