@@ -378,28 +378,31 @@ mod tests {
         assert_eq!(linger_target(10_000), MAX_REQUESTS_PER_COMMIT);
     }
 
-    #[tokio::test(flavor = "current_thread")]
-    async fn a_group_with_no_target_takes_only_what_is_waiting() {
+    /// Takes a group with `target` when one request waits and another is sent only once the taker
+    /// yields; returns its size and the channel, still open.
+    async fn take_with_a_late_request(target: usize) -> (usize, Channel) {
         let (tx, mut rx) = mpsc::channel(8);
         tx.send(request()).await.unwrap();
         let late = tx.clone();
-        // Runs only once take_group yields, which it must not do.
         tokio::spawn(async move { late.send(request()).await.unwrap() });
-        let group = take_group(&mut rx, request(), 0).await;
-        assert_eq!(group.len(), 2);
+        let group = take_group(&mut rx, request(), target).await;
+        (group.len(), (tx, rx))
+    }
+
+    type Channel = (mpsc::Sender<Request>, mpsc::Receiver<Request>);
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_group_with_no_target_takes_only_what_is_waiting() {
+        // The late request would join only if take_group yielded, which it must not do.
+        assert_eq!(take_with_a_late_request(0).await.0, 2);
     }
 
     #[tokio::test(flavor = "current_thread")]
     async fn a_group_waits_for_its_target_and_no_longer() {
-        let (tx, mut rx) = mpsc::channel(8);
-        tx.send(request()).await.unwrap();
-        let late = tx.clone();
-        // Sent while take_group waits: it joins the group, which then ends at once.
-        tokio::spawn(async move { late.send(request()).await.unwrap() });
-        let group = take_group(&mut rx, request(), 3).await;
-        assert_eq!(group.len(), 3);
-        // A target never reached ends at the deadline with what came.
-        let group = take_group(&mut rx, request(), 3).await;
-        assert_eq!(group.len(), 1);
+        // The late request is sent while take_group waits: it joins, and the group ends at once.
+        let (taken, (_open, mut rx)) = take_with_a_late_request(3).await;
+        assert_eq!(taken, 3);
+        // A target never reached ends at the deadline with what came (the channel stays open).
+        assert_eq!(take_group(&mut rx, request(), 3).await.len(), 1);
     }
 }
