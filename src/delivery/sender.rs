@@ -290,6 +290,7 @@ fn describe_error(e: &reqwest::Error, timeout: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::delivery::signing::standard_signature;
     use crate::domain::{BreakerSettings, RetryConfig};
 
     fn webhook() -> Webhook {
@@ -377,6 +378,19 @@ mod tests {
         let second = chrono::Duration::seconds(1);
         assert_eq!(signatures(ends - second), (2, true, true));
         assert_eq!(signatures(ends), (1, true, false));
+        // The current secret signs first; each signature is the scheme's own for its secret.
+        let before = ends - second;
+        let h = template.headers(&out, before);
+        let standard = |secret| standard_signature(secret, "d1", before.timestamp(), b"{}");
+        assert_eq!(
+            h["webhook-signature"],
+            format!("{} {}", standard(&w.secret), standard("whsec_b2xkc2VjcmV0")).as_str()
+        );
+        // Another secret and another body do not verify.
+        let reference = standardwebhooks::Webhook::new("whsec_bmV3c2VjcmV0").unwrap();
+        assert!(reference.verify(b"{}", &h).is_err());
+        let reference = standardwebhooks::Webhook::new(&w.secret).unwrap();
+        assert!(reference.verify(b"{ }", &h).is_err());
     }
 
     #[test]

@@ -138,18 +138,6 @@ pub struct Webhook {
 }
 
 impl Webhook {
-    /// The secrets that sign a delivery now: the current one first, then old ones still in grace.
-    pub fn live_secrets(&self, now: DateTime<Utc>) -> Vec<&str> {
-        let mut out = vec![self.secret.as_str()];
-        out.extend(
-            self.previous_secrets
-                .iter()
-                .filter(|p| p.expires_at > now)
-                .map(|p| p.secret.as_str()),
-        );
-        out
-    }
-
     /// True when an event of this tenant and type goes to this webhook.
     pub fn matches(&self, tenant_id: &str, event_type: &str) -> bool {
         self.enabled
