@@ -25,12 +25,33 @@ pub struct Json<T> {
 }
 
 impl<T: Serialize> Json<T> {
-    /// The column value of `value`.
+    /// The column value of `value`, its integers above `i64::MAX` as the nearest double (see
+    /// [`storable`]).
     pub fn new(value: &T) -> Self {
         Self {
-            stored: serde_json::to_value(value).map_err(|e| e.to_string()),
+            stored: serde_json::to_value(value)
+                .map(storable)
+                .map_err(|e| e.to_string()),
             _holds: PhantomData,
         }
+    }
+}
+
+/// `value` with every integer above `i64::MAX` replaced by the nearest double, as JavaScript reads
+/// such a number. SQLite's JSONB (as diesel writes and reads it) keeps an integer only within the
+/// 64-bit signed range: a larger one is written but cannot be read back, so a filter or a schema
+/// holding one made its row unreadable. Both backends store the same value.
+fn storable(value: Value) -> Value {
+    match value {
+        Value::Number(n) if n.as_u64().is_some_and(|u| u > i64::MAX as u64) => n
+            .as_f64()
+            .and_then(serde_json::Number::from_f64)
+            .map_or(Value::Null, Value::Number),
+        Value::Array(items) => Value::Array(items.into_iter().map(storable).collect()),
+        Value::Object(map) => {
+            Value::Object(map.into_iter().map(|(k, v)| (k, storable(v))).collect())
+        }
+        other => other,
     }
 }
 
@@ -98,6 +119,35 @@ mod tests {
             _holds: PhantomData,
         };
         assert!(bad.parse().unwrap_err().contains("invalid type"));
+    }
+
+    #[test]
+    fn integers_beyond_the_signed_range_are_stored_as_doubles_and_read_back() {
+        use diesel::connection::SimpleConnection;
+        use diesel::{Connection, RunQueryDsl, SqliteConnection};
+        #[derive(diesel::QueryableByName)]
+        struct Stored {
+            #[diesel(sql_type = Jsonb)]
+            v: Json<Value>,
+        }
+        let mut c = SqliteConnection::establish(":memory:").unwrap();
+        c.batch_execute("CREATE TABLE t (v BLOB NOT NULL)").unwrap();
+        let written = serde_json::json!({
+            "big": u64::MAX, "edge": i64::MAX, "low": i64::MIN, "list": [u64::MAX, 1.5],
+        });
+        diesel::sql_query("INSERT INTO t (v) VALUES (?)")
+            .bind::<Jsonb, _>(Json::new(&written))
+            .execute(&mut c)
+            .unwrap();
+        let rows: Vec<Stored> = diesel::sql_query("SELECT v FROM t").load(&mut c).unwrap();
+        let read = rows[0].v.parse().expect("the row reads back");
+        let double = u64::MAX as f64;
+        assert_eq!(
+            read,
+            serde_json::json!({
+                "big": double, "edge": i64::MAX, "low": i64::MIN, "list": [double, 1.5],
+            })
+        );
     }
 
     #[derive(diesel::QueryableByName)]
