@@ -246,6 +246,25 @@ async fn the_global_admin_declares_and_changes_types() {
     }
 }
 
+/// A schema holding an integer past the 64-bit signed range is kept as the nearest double (README,
+/// Filters), not stored in a form that can no longer be read.
+#[tokio::test]
+async fn a_schema_holding_an_integer_beyond_the_signed_range_reads_back() {
+    let (s, _db) = open_env();
+    let schema =
+        json!({"type": "object", "properties": {"n": {"type": "number", "maximum": u64::MAX}}});
+    let (status, v) = s
+        .post("/api/event-types/big/number", &json!({"schema": schema}))
+        .await;
+    assert_eq!(status, 201, "{v}");
+    let (status, v) = s.get("/api/event-types/big/number").await;
+    assert_eq!(
+        (status, &v["schema"]["properties"]["n"]["maximum"]),
+        (200, &json!(u64::MAX as f64)),
+        "{v}"
+    );
+}
+
 #[tokio::test]
 async fn invalid_declarations_are_422s_naming_the_field() {
     let (s, _db) = open_env();
