@@ -80,19 +80,25 @@ async fn a_filter_decides_at_intake_which_events_create_deliveries() {
     assert_eq!(deliveries_of(s, None, id_of(&plain)).await.len(), 3);
 }
 
-#[tokio::test]
-async fn a_filter_is_kept_changed_and_removed_by_updates() {
-    let env = Env::start();
-    let s = &env.server;
+/// A webhook of `t1` on `claim/opened` with `filter`, and its path.
+async fn filtered_webhook(s: &TestServer, filter: Value) -> (Value, String) {
     let hook = s
         .create_webhook(
             "t1",
             "claim/opened",
             "http://127.0.0.1:9/h",
-            json!({"filter": {"data.a": 1}}),
+            json!({ "filter": filter }),
         )
         .await;
     let path = format!("/api/webhooks/{}", id_of(&hook));
+    (hook, path)
+}
+
+#[tokio::test]
+async fn a_filter_is_kept_changed_and_removed_by_updates() {
+    let env = Env::start();
+    let s = &env.server;
+    let (_, path) = filtered_webhook(s, json!({"data.a": 1})).await;
     let (status, v) = s.get(&path).await;
     assert_eq!((status, &v["filter"]), (200, &json!({"data.a": 1})));
     let (_, v) = s
@@ -133,15 +139,7 @@ async fn a_filter_is_kept_changed_and_removed_by_updates() {
 async fn a_filter_holding_an_integer_beyond_the_signed_range_is_stored_and_applied() {
     let env = Env::start();
     let s = &env.server;
-    let hook = s
-        .create_webhook(
-            "t1",
-            "claim/opened",
-            "http://127.0.0.1:9/h",
-            json!({"filter": {"data.n": u64::MAX}}),
-        )
-        .await;
-    let path = format!("/api/webhooks/{}", id_of(&hook));
+    let (hook, path) = filtered_webhook(s, json!({"data.n": u64::MAX})).await;
     let double = json!(u64::MAX as f64);
     assert_eq!(hook["filter"]["data.n"], double, "{hook}");
     let (status, v) = s
