@@ -21,7 +21,7 @@ use std::sync::{Arc, RwLock};
 use actix_web::{web, App, HttpResponse, HttpServer};
 use beema_webhooks::delivery::sender::{HeaderTemplate, Outgoing};
 use beema_webhooks::delivery::signing::generate_secret;
-use beema_webhooks::domain::{BreakerSettings, RetryConfig, Webhook};
+use beema_webhooks::domain::Webhook;
 use chrono::Utc;
 use serde_json::{json, Value};
 
@@ -86,30 +86,7 @@ async fn register(relay: web::Data<Relay>, body: web::Json<Value>) -> HttpRespon
         return HttpResponse::UnprocessableEntity().json(json!({"error": "url"}));
     };
     let id = relay.next_id.fetch_add(1, Ordering::Relaxed);
-    let webhook = Webhook {
-        id,
-        name: "relay".into(),
-        tenant_id: String::new(),
-        event_type: String::new(),
-        url,
-        secret: generate_secret(),
-        enabled: true,
-        headers: Default::default(),
-        retry: RetryConfig::default(),
-        rate_limit: None,
-        breaker: BreakerSettings::default(),
-        timeout_ms: 30_000,
-        ordered: false,
-        disabled_reason: None,
-        previous_secrets: vec![],
-        created_at: Utc::now(),
-        updated_at: Utc::now(),
-        created_by: None,
-        updated_by: None,
-        filter: None,
-        transform: None,
-        batch: None,
-    };
+    let webhook = Webhook::new(id, "relay", "", "", url, generate_secret());
     relay.hooks.write().unwrap().push(Arc::new(Hook {
         headers: HeaderTemplate::new(&webhook),
         webhook,

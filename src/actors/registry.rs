@@ -212,33 +212,12 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{BreakerSettings, RetryConfig};
-    use chrono::Utc;
 
     fn hook(id: i64, tenant: &str, ty: &str, enabled: bool) -> Arc<Webhook> {
         Arc::new(Webhook {
-            id,
-            name: "n".into(),
-            tenant_id: tenant.into(),
-            event_type: ty.into(),
-            url: "http://x/".into(),
-            secret: "s".into(),
             enabled,
-            headers: Default::default(),
-            retry: RetryConfig::default(),
-            rate_limit: None,
-            breaker: BreakerSettings::default(),
             timeout_ms: 1000,
-            ordered: false,
-            disabled_reason: None,
-            previous_secrets: vec![],
-            created_at: Utc::now(),
-            updated_at: Utc::now(),
-            created_by: None,
-            updated_by: None,
-            filter: None,
-            transform: None,
-            batch: None,
+            ..Webhook::new(id, "n", tenant, ty, "http://x/", "s")
         })
     }
 

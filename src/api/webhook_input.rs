@@ -247,7 +247,7 @@ pub(super) fn resolve(input: &WebhookInput, base: Option<&Webhook>) -> ApiResult
             check("timeout_ms", validate::range(t, 100, 120_000))?;
             t as u64
         }
-        None => base.map_or(30_000, |b| b.timeout_ms),
+        None => base.map_or(crate::domain::DEFAULT_TIMEOUT_MS, |b| b.timeout_ms),
     };
     Ok(Resolved {
         name,

@@ -291,32 +291,19 @@ fn describe_error(e: &reqwest::Error, timeout: Duration) -> String {
 mod tests {
     use super::*;
     use crate::delivery::signing::standard_signature;
-    use crate::domain::{BreakerSettings, RetryConfig};
 
     fn webhook() -> Webhook {
         Webhook {
-            id: 1,
-            name: "n".into(),
-            tenant_id: "t".into(),
-            event_type: "*".into(),
-            url: "http://example.com/".into(),
-            secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
-            enabled: true,
             headers: [("Authorization".to_string(), "Bearer x".to_string())].into(),
-            retry: RetryConfig::default(),
-            rate_limit: None,
-            breaker: BreakerSettings::default(),
             timeout_ms: 1000,
-            ordered: false,
-            disabled_reason: None,
-            previous_secrets: vec![],
-            created_at: Utc::now(),
-            updated_at: Utc::now(),
-            created_by: None,
-            updated_by: None,
-            filter: None,
-            transform: None,
-            batch: None,
+            ..Webhook::new(
+                1,
+                "n",
+                "t",
+                "*",
+                "http://example.com/",
+                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            )
         }
     }
 

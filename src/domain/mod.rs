@@ -11,7 +11,9 @@ mod webhook;
 pub use delivery::{Attempt, DeliveryUpdate};
 pub use status::{DeliveryStatus, UnknownStatus};
 pub use webhook::BatchSettings;
-pub use webhook::{BreakerSettings, PreviousSecret, RateLimit, RetryConfig, Webhook};
+pub use webhook::{
+    BreakerSettings, PreviousSecret, RateLimit, RetryConfig, Webhook, DEFAULT_TIMEOUT_MS,
+};
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 

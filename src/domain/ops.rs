@@ -169,28 +169,15 @@ mod tests {
 
     fn hook(id: i64, tenant: &str, ty: &str) -> Webhook {
         Webhook {
-            id,
-            name: format!("hook {id}"),
-            tenant_id: tenant.into(),
-            event_type: ty.into(),
-            url: "https://a.example/h".into(),
-            secret: "s".into(),
-            enabled: true,
-            headers: Default::default(),
-            retry: Default::default(),
-            rate_limit: None,
-            breaker: Default::default(),
             timeout_ms: 1000,
-            ordered: false,
-            disabled_reason: None,
-            filter: None,
-            transform: None,
-            batch: None,
-            previous_secrets: Vec::new(),
-            created_at: Utc::now(),
-            updated_at: Utc::now(),
-            created_by: None,
-            updated_by: None,
+            ..Webhook::new(
+                id,
+                format!("hook {id}"),
+                tenant,
+                ty,
+                "https://a.example/h",
+                "s",
+            )
         }
     }
 

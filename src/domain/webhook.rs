@@ -137,7 +137,47 @@ pub struct Webhook {
     pub batch: Option<BatchSettings>,
 }
 
+/// A webhook's `timeout_ms` when none is given.
+pub const DEFAULT_TIMEOUT_MS: u64 = 30_000;
+
 impl Webhook {
+    /// An enabled webhook created now with every setting at its default (what a create giving
+    /// only these fields stores).
+    pub fn new(
+        id: i64,
+        name: impl Into<String>,
+        tenant_id: impl Into<String>,
+        event_type: impl Into<String>,
+        url: impl Into<String>,
+        secret: impl Into<String>,
+    ) -> Self {
+        let now = Utc::now();
+        Self {
+            id,
+            name: name.into(),
+            tenant_id: tenant_id.into(),
+            event_type: event_type.into(),
+            url: url.into(),
+            secret: secret.into(),
+            enabled: true,
+            headers: BTreeMap::new(),
+            retry: RetryConfig::default(),
+            rate_limit: None,
+            breaker: BreakerSettings::default(),
+            timeout_ms: DEFAULT_TIMEOUT_MS,
+            ordered: false,
+            disabled_reason: None,
+            previous_secrets: Vec::new(),
+            created_at: now,
+            updated_at: now,
+            created_by: None,
+            updated_by: None,
+            filter: None,
+            transform: None,
+            batch: None,
+        }
+    }
+
     /// True when an event of this tenant and type goes to this webhook.
     pub fn matches(&self, tenant_id: &str, event_type: &str) -> bool {
         self.enabled
