@@ -20,8 +20,9 @@ pub struct Registry {
     /// Ids by (tenant, event type); a set, so that adding one of 10,000 webhooks on a route is cheap.
     by_route: HashMap<(String, String), BTreeSet<i64>>,
     statuses: HashMap<i64, Arc<WebhookStatus>>,
-    /// Changes so far (upserts and removals), and the count at each webhook's latest change: a
-    /// reload from a snapshot of the database leaves alone what changed after the snapshot began.
+    /// Changes so far (upserts and removals), and the count at each webhook's latest change since
+    /// the last reload: a reload from a snapshot of the database leaves alone what changed after
+    /// the snapshot began.
     changes: u64,
     changed_at: HashMap<i64, u64>,
 }
@@ -43,9 +44,11 @@ impl Registry {
     /// answered `since`. A webhook upserted or removed after that is newer than the snapshot (the
     /// API changes the registry only after its commit), so it is left as it is: a webhook created
     /// while the snapshot was read must not vanish until its notification comes, nor a deleted one
-    /// come back.
-    pub fn reload_plan(&self, snapshot: Vec<Arc<Webhook>>, since: u64) -> ReloadPlan {
-        let newer = |id: &i64| self.changed_at.get(id).is_some_and(|&at| at > since);
+    /// come back. The counts per webhook are forgotten: the next reload reads a later `since`, which
+    /// every count so far is below, so the map holds only the changes between two reloads.
+    pub fn reload_plan(&mut self, snapshot: Vec<Arc<Webhook>>, since: u64) -> ReloadPlan {
+        let changed_at = std::mem::take(&mut self.changed_at);
+        let newer = |id: &i64| changed_at.get(id).is_some_and(|&at| at > since);
         let keep: std::collections::HashSet<i64> = snapshot.iter().map(|w| w.id).collect();
         ReloadPlan {
             gone: self
@@ -240,7 +243,8 @@ mod tests {
         assert_eq!(plan.gone, vec![2]);
         let applied: Vec<(i64, bool)> = plan.apply.iter().map(|w| (w.id, w.enabled)).collect();
         assert_eq!(applied, vec![(1, false)]);
-        // With nothing changed meanwhile, the snapshot is applied whole (the plan above was not).
+        // With nothing changed meanwhile, the snapshot is applied whole (the plan above was not);
+        // the first plan forgot the counts it used.
         let plan = r.reload_plan(vec![hook(9, "a", "x", true)], r.changes());
         assert_eq!(plan.gone, vec![1, 2, 3]);
         assert_eq!(plan.apply.len(), 1);

@@ -231,7 +231,7 @@ impl Handler<Reload> for Router {
     fn handle(&mut self, msg: Reload, ctx: &mut Self::Context) {
         let plan = self
             .registry
-            .read()
+            .write()
             .unwrap_or_else(|p| p.into_inner())
             .reload_plan(msg.snapshot, msg.since);
         for id in plan.gone {
